@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Build the lab host images (Debian 12 "bookworm" and Debian 13 "trixie") with
+# debootstrap from this machine's configured Debian mirror, then `docker import`.
+# Nothing is pulled from a registry. An image is rebuilt only when it is missing
+# or when this recipe changed: the tag carries a hash of this file.
+#
+# Usage: tests/images/build.sh [12|13 ...]   (default: both)
+# Each image is tagged ailab/debian<N>:<hash> and ailab/debian<N>:current.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+recipe_hash=$(sha256sum "$0" | cut -c1-12)
+cache_dir=${AILAB_CACHE:-/var/cache/ailab}
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
+
+declare -A suites=([12]=bookworm [13]=trixie)
+
+mirror() {
+  # The first Debian archive URI configured in apt (deb822 .sources first, then
+  # one-line .list files); never a hard-coded host.
+  local uri
+  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+          | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
+          | grep -v -- '-security' | head -n1 || true)
+  fi
+  if [ -z "$uri" ]; then
+    echo "build.sh: no Debian mirror found in /etc/apt/sources.list(.d)" >&2
+    exit 1
+  fi
+  echo "${uri%/}"
+}
+
+build() {
+  local version=$1 suite=${suites[$1]}
+  local repo=ailab/debian${version}
+  local tag=${repo}:${recipe_hash}
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    docker tag "$tag" "${repo}:current"
+    echo "image ${tag} is up to date"
+    return
+  fi
+  local url root tarball
+  url=$(mirror)
+  mkdir -p "$cache_dir"
+  root=$(mktemp -d "${cache_dir}/rootfs-${suite}.XXXXXX")
+  tarball="${root}.tar"
+  trap 'rm -rf "$root" "$tarball"' RETURN
+  echo "building ${tag} from ${url} (${suite})"
+  debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$url" >"${root}.log" 2>&1 || {
+    tail -n 30 "${root}.log" >&2
+    rm -f "${root}.log"
+    return 1
+  }
+  rm -f "${root}.log"
+  # A container, not a machine: no getty, no udev triggers, no kernel-only units.
+  chroot "$root" systemctl mask getty.target console-getty.service systemd-udev-trigger.service \
+    systemd-udevd.service systemd-firstboot.service systemd-remount-fs.service sys-kernel-debug.mount \
+    sys-kernel-tracing.mount dev-hugepages.mount >/dev/null 2>&1 || true
+  echo "deb ${url} ${suite} main" >"${root}/etc/apt/sources.list"
+  printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+    >"${root}/etc/apt/apt.conf.d/90ailab-no-recommends"
+  : >"${root}/etc/machine-id"
+  rm -rf "${root}"/var/cache/apt/archives/*.deb "${root}"/var/lib/apt/lists/*
+  tar -C "$root" -cf "$tarball" .
+  docker import \
+    --change 'CMD ["/lib/systemd/systemd"]' \
+    --change 'ENV container=docker' \
+    --change 'STOPSIGNAL SIGRTMIN+3' \
+    --message "ailab lab host, Debian ${version} (${suite}), recipe ${recipe_hash}" \
+    "$tarball" "$tag" >/dev/null
+  docker tag "$tag" "${repo}:current"
+  echo "built ${tag}"
+}
+
+command -v debootstrap >/dev/null || { echo "build.sh: debootstrap is not installed" >&2; exit 1; }
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=(12 13)
+for v in "${versions[@]}"; do
+  [ -n "${suites[$v]:-}" ] || { echo "build.sh: unknown Debian version '$v' (12 or 13)" >&2; exit 2; }
+  build "$v"
+done
+: "${here}"
