@@ -68,7 +68,6 @@ build() {
   docker import \
     --change 'CMD ["/lib/systemd/systemd"]' \
     --change 'ENV container=docker' \
-    --change 'STOPSIGNAL SIGRTMIN+3' \
     --message "ailab lab host, Debian ${version} (${suite}), recipe ${recipe_hash}" \
     "$tarball" "$tag" >/dev/null
   docker tag "$tag" "${repo}:current"

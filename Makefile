@@ -1,0 +1,64 @@
+# The two commands a user needs: `make lab` and `make test`. Everything else is a
+# step of those. Run as root on Debian 12 (the tests start systemd containers).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+# Caches shared by every clone on this machine (images, wheels).
+export AILAB_CACHE ?= /var/cache/ailab
+
+SCENARIOS ?= default
+
+.PHONY: help venv host-tools images lint test test-unit test-molecule test-integration lab lab-down clean
+
+help:
+	@echo "make lab       set up everything and converge the local lab (containers)"
+	@echo "make lab-down  remove the lab hosts"
+	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration"
+	@echo "make test-unit | lint | test-molecule | test-integration"
+
+$(BIN)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+host-tools:
+	tests/lab/ensure-host-tools.sh
+
+images: host-tools
+	tests/images/build.sh 12 13
+
+lint: venv
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-molecule: venv images
+	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+
+test-integration: venv images
+	@if ls tests/integration/test_*.py >/dev/null 2>&1; then $(BIN)/pytest -q tests/integration; \
+	else echo "no integration tests yet"; fi
+
+test: lint test-unit test-molecule test-integration
+
+lab: venv images
+	$(BIN)/ansible-playbook playbooks/lab_up.yml
+	$(BIN)/ansible-playbook site.yml
+
+lab-down: venv
+	$(BIN)/ansible-playbook playbooks/lab_down.yml
+
+clean: lab-down
+	rm -rf .cache .plan reports
