@@ -4,6 +4,7 @@
 module shipped through AnsiballZ), and `plugins/modules` / `plugins/filter` are put
 on sys.path so tests can import a module file or filter by its name.
 """
+
 import os
 import sys
 
