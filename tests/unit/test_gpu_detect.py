@@ -1,0 +1,228 @@
+"""GPU detection from fake sysfs trees and fake vendor tool output."""
+
+import os
+
+import pytest
+from ansible.module_utils import gpu_detect as gd
+from gpu_fakes import (
+    NVIDIA_PROC_VERSION,
+    PCI_IDS,
+    ROCM_SMI_VRAM,
+    ROCMINFO,
+    FakeTools,
+    add_drm_card,
+    add_pci,
+    nvidia_tools,
+    write,
+)
+
+GIB = 1024**3
+
+
+@pytest.fixture
+def root(tmp_path):
+    # Every host has non-GPU PCI devices: they must be ignored.
+    add_pci(str(tmp_path), "0000:00:00.0", "0x8086", "0x4650", pci_class="0x060000")
+    add_pci(str(tmp_path), "0000:00:1f.3", "0x8086", "0x7a50", pci_class="0x040300", driver="snd_hda_intel")
+    return str(tmp_path)
+
+
+def test_host_without_gpu_or_tools_reports_vendor_none(root):
+    facts = gd.detect(root, FakeTools().run, FakeTools().which)
+    assert facts["vendor"] == "none"
+    assert facts["devices"] == []
+    assert facts["total_vram_mib"] == 0
+    assert facts["source"] == "detected"
+    assert facts["warnings"] == []
+
+
+def test_empty_root_without_sys_reports_vendor_none(tmp_path):
+    assert gd.detect(str(tmp_path))["vendor"] == "none"
+
+
+def test_nvidia_with_driver_uses_nvidia_smi_for_name_vram_and_versions(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    write(os.path.join(root, "proc/driver/nvidia/version"), NVIDIA_PROC_VERSION)
+    tools = nvidia_tools()
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["vendor"] == "nvidia"
+    (dev,) = facts["devices"]
+    assert dev == {
+        "pci_slot": "0000:01:00.0",
+        "vendor": "nvidia",
+        "vendor_id": "0x10de",
+        "device_id": "0x2684",
+        "name": "NVIDIA GeForce RTX 4090",
+        "vram_mib": 24564,
+        "driver": "nvidia",
+        "driver_loaded": True,
+    }
+    assert facts["total_vram_mib"] == 24564
+    assert facts["driver_version"] == "550.54.14"
+    assert facts["cuda_version"] == "12.4"
+    assert facts["nvidia_module_version"] == "550.54.14"
+    assert facts["warnings"] == []
+    assert all(isinstance(call, list) for call in tools.calls)
+
+
+def test_nvidia_without_driver_or_tools_is_detected_with_unknown_vram_and_a_warning(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nouveau")
+    write(os.path.join(root, "usr/share/misc/pci.ids"), PCI_IDS)
+    facts = gd.detect(root, FakeTools().run, FakeTools().which)
+    assert facts["vendor"] == "nvidia"
+    (dev,) = facts["devices"]
+    assert dev["driver"] == "nouveau" and dev["driver_loaded"] is False
+    assert dev["vram_mib"] is None and dev["name"] == "AD102 [GeForce RTX 4090]"
+    assert facts["total_vram_mib"] == 0 and facts["cuda_version"] is None
+    assert any("driver is not bound" in w for w in facts["warnings"])
+    assert any("VRAM unknown" in w for w in facts["warnings"])
+
+
+def test_nvidia_driver_version_falls_back_to_proc_when_nvidia_smi_fails(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    write(os.path.join(root, "proc/driver/nvidia/version"), NVIDIA_PROC_VERSION)
+    tools = FakeTools({"nvidia-smi": (9, "", "NVIDIA-SMI has failed because it couldn't communicate")})
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["driver_version"] == "550.54.14"
+    assert any("nvidia-smi" in w and "rc=9" in w for w in facts["warnings"])
+
+
+def test_device_without_pci_ids_gets_a_generic_name(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684")
+    assert gd.detect(root)["devices"][0]["name"] == "NVIDIA device 0x2684"
+
+
+def test_amd_vram_comes_from_drm_card_matched_by_pci_path(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu")
+    add_drm_card(root, "card1", "0000:03:00.0", vram_bytes=24 * GIB)
+    write(os.path.join(root, "opt/rocm/.info/version"), "6.2.0-96\n")
+    tools = FakeTools({"rocminfo": (0, ROCMINFO, "")})
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["vendor"] == "amd"
+    (dev,) = facts["devices"]
+    assert dev["vram_mib"] == 24576 and dev["driver_loaded"] is True
+    assert facts["total_vram_mib"] == 24576
+    assert facts["rocm_version"] == "6.2.0-96"
+    assert facts["gfx_targets"] == ["gfx1100"]
+    assert not any(call[0].endswith("rocm-smi") for call in tools.calls)  # sysfs was enough
+
+
+def test_amd_vram_falls_back_to_rocm_smi_json(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu")
+    tools = FakeTools(
+        {
+            ("rocm-smi", ("--showmeminfo", "vram", "--json")): (0, ROCM_SMI_VRAM, ""),
+            "rocminfo": (0, ROCMINFO, ""),
+        }
+    )
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["devices"][0]["vram_mib"] == 16368
+    assert facts["total_vram_mib"] == 16368
+    assert facts["rocm_version"] == "1.14"  # no /opt/rocm/.info/version: the rocminfo runtime
+
+
+def test_intel_igpu_alone_is_vendor_intel_with_no_vram(root):
+    add_pci(root, "0000:00:02.0", "0x8086", "0xa780", driver="i915")
+    facts = gd.detect(root)
+    assert facts["vendor"] == "intel"
+    assert facts["devices"][0]["vram_mib"] is None
+    assert facts["devices"][0]["driver_loaded"] is True
+    assert facts["total_vram_mib"] == 0
+    assert facts["warnings"] == []
+
+
+def test_mixed_intel_igpu_and_nvidia_dgpu_picks_nvidia_and_counts_only_its_vram(root):
+    add_pci(root, "0000:00:02.0", "0x8086", "0xa780", driver="i915")
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    tools = nvidia_tools()
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["vendor"] == "nvidia"
+    assert [d["vendor"] for d in facts["devices"]] == ["intel", "nvidia"]
+    assert facts["total_vram_mib"] == 24564
+
+
+def test_nvidia_beats_amd_and_two_nvidia_cards_sum(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=16 * GIB)
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, "0000:02:00.0", "0x10de", "0x2684", driver="nvidia")
+    two = (
+        "00000000:01:00.0, NVIDIA GeForce RTX 4090, 24564, 550.54.14\n"
+        "00000000:02:00.0, NVIDIA GeForce RTX 4090, 24564, 550.54.14\n"
+    )
+    tools = nvidia_tools(two)
+    facts = gd.detect(root, tools.run, tools.which)
+    assert facts["vendor"] == "nvidia"
+    assert facts["total_vram_mib"] == 2 * 24564
+
+
+def test_3d_controller_class_counts_as_a_gpu(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x20b0", pci_class="0x030200", driver="nvidia")
+    assert gd.detect(root)["vendor"] == "nvidia"
+
+
+def test_unknown_vendor_display_controller_is_ignored(root):
+    add_pci(root, "0000:05:00.0", "0x1a03", "0x2000", driver="ast")  # BMC graphics
+    assert gd.detect(root)["vendor"] == "none"
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [("00000000:01:00.0", "0000:01:00.0"), ("0000:81:00.0", "0000:81:00.0"), ("01:00.0", "0000:01:00.0")],
+)
+def test_bus_ids_are_normalised_to_sysfs_slots(given, expected):
+    assert gd.normalise_bus_id(given) == expected
+
+
+def test_rocm_smi_parser_ignores_garbage():
+    assert gd.parse_rocm_smi_vram("not json") == []
+    assert gd.parse_rocm_smi_vram("[]") == []
+
+
+def test_vendor_override_without_vram_keeps_detected_vram_when_vendor_matches(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    tools = nvidia_tools()
+    facts = gd.gpu_facts(root, "nvidia", None, tools.run, tools.which)
+    assert facts["source"] == "inventory"
+    assert facts["vendor"] == "nvidia" and facts["total_vram_mib"] == 24564
+
+
+def test_vendor_override_without_vram_gives_zero_when_vendor_differs(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    tools = nvidia_tools()
+    facts = gd.gpu_facts(root, "amd", None, tools.run, tools.which)
+    assert facts["vendor"] == "amd" and facts["total_vram_mib"] == 0
+    assert facts["detected_vendor"] == "nvidia"
+
+
+def test_vendor_and_vram_override_on_a_host_without_gpu(root):
+    facts = gd.gpu_facts(root, "nvidia", 24576)
+    assert facts == {**facts, "vendor": "nvidia", "total_vram_mib": 24576, "source": "inventory"}
+    assert facts["detected_vendor"] == "none"
+
+
+def test_vram_override_with_auto_vendor_keeps_the_detected_vendor(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=16 * GIB)
+    facts = gd.gpu_facts(root, "auto", 8192)
+    assert facts["vendor"] == "amd" and facts["total_vram_mib"] == 8192 and facts["source"] == "inventory"
+
+
+def test_vendor_none_override_hides_a_detected_gpu(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=16 * GIB)
+    facts = gd.gpu_facts(root, "none", 16384)
+    assert facts["vendor"] == "none" and facts["total_vram_mib"] == 0
+    assert any("ignored" in w for w in facts["warnings"])
+
+
+def test_no_override_leaves_detection_alone(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=16 * GIB)
+    assert gd.gpu_facts(root)["source"] == "detected"
+
+
+def test_unknown_override_vendor_is_an_error():
+    with pytest.raises(ValueError):
+        gd.apply_overrides(gd.from_inventory("none", None), "matrox")
+
+
+def test_from_inventory_builds_facts_without_a_host():
+    facts = gd.from_inventory("amd", 16384)
+    assert facts["vendor"] == "amd" and facts["total_vram_mib"] == 16384 and facts["source"] == "inventory"
