@@ -1342,7 +1342,7 @@ _QUANT_PATTERNS = (
 )
 
 _MOE_SIZE = re.compile(_B + r"(\d+)x(\d+(?:\.\d+)?)([BM])" + _E, re.I)
-_SIZE = re.compile(_B + r"(\d+(?:\.\d+)?)([BMT])(?:-(A\d+(?:\.\d+)?B))?" + _E, re.I)
+_SIZE = re.compile(_B + r"(\d+(?:\.\d+)?)([BMT])(?:-(A\d+(?:\.\d+)?B|\d+E))?" + _E, re.I)
 _EFFECTIVE_SIZE = re.compile(_B + r"(E\d+(?:\.\d+)?B)" + _E, re.I)
 _CONTEXT_HINT = re.compile(_B + r"\d+k" + _E, re.I)
 _DATE_HINT = re.compile(_B + r"(?:20\d\d[01]\d(?:[0-3]\d)?|\d{4})" + _E)

@@ -104,6 +104,7 @@ def write_gguf(
     split_max_tensors=0,
     endianess=GGUFEndian.LITTLE,
     sparse=True,
+    alignment=None,
 ):
     """Write a GGUF header with GGUFWriter and extend each file to full size.
 
@@ -111,6 +112,8 @@ def write_gguf(
     """
     tensors = tiny_tensors() if tensors is None else tensors
     writer = GGUFWriter(str(path), arch, endianess=endianess, split_max_tensors=split_max_tensors)
+    if alignment:
+        writer.add_custom_alignment(alignment)
     if name:
         writer.add_name(name)
     if file_type is not None:
