@@ -1,0 +1,1101 @@
+"""Plan model instances: backend, loader, flags, environment and memory fit.
+
+Pure functions, no I/O, standard library only. The inputs are an instance definition
+(inventory ``model_instances`` item), the model's facts (``model_facts``), the host's
+GPU facts (``gpu_facts``) and its memory; the output is a plan dict the roles render
+and ``playbooks/plan.yml`` prints and writes.
+
+Instance variables (defaults in ``INSTANCE_DEFAULTS``):
+  name (required)       ^[a-z0-9][a-z0-9_-]{0,39}$: used in file, directory and unit names
+  backend (auto)        textgen | ollama | llamacpp | auto (GGUF -> llamacpp, other formats -> textgen)
+  model (required)      a path relative to the model store mount, or absolute
+  port (required)       the UI port (textgen) or the server port (ollama, llamacpp)
+  api_port              required for textgen (its OpenAI API); not allowed elsewhere
+  flags ([])            textgen: extra flags checked against the pinned flag table;
+                        llamacpp: extra llama_cpp.server flags; ollama: none (use env)
+  env ({})              ollama only: extra OLLAMA_* variables (not the ones the planner sets)
+  ctx_size              context length; default min(model context, 8192), Ollama 4096
+  load_in_4bit (false)  allow bitsandbytes 4-bit (NVIDIA) when fp16 weights do not fit
+  trust_remote_code (false)  pass --trust-remote-code; a model that needs it is refused without
+  allow_non_chat (false)     allow an embedding/rerank/guard/tts/stt model on textgen
+  ollama_model          the name the model gets in Ollama (default: the instance name)
+  ollama_models_dir     OLLAMA_MODELS (default: the planner's ``ollama_models_dir``)
+  api_key               textgen --api-key; kept out of the plan (``api_key_set`` says if set)
+  bind                  the address to listen on (default: the planner's ``bind``)
+  ready_timeout (600)   seconds the role waits for the API to list the model
+  state (present)       present | absent
+
+Decision rules (design.md, reference/serving-facts.md):
+- textgen loaders agree with upstream ``infer_loader`` where the host can run them:
+  GGUF -> llama.cpp; EXL3 (format, or "exl3" in the name) -> ExLlamav3, NVIDIA only;
+  EXL2 -> refused (no loader since textgen 4.0); everything else -> Transformers.
+- bitsandbytes (a bitsandbytes model, --load-in-4bit/8bit) needs NVIDIA.
+- A GPU with <= 4 GiB VRAM counts as no GPU (the rule LocalAI uses); Intel GPUs count as
+  no GPU (the textgen, Ollama and llama-cpp-python builds the roles install have no
+  Intel backend).
+- Memory (MiB):
+  GGUF: weights = file size; VRAM = weights + KV cache + 512 compute buffer. All layers
+  on the GPU is gpu_layers = layers + 1 (llama.cpp counts the output layer as one more;
+  999 when the layer count is unknown, which llama.cpp clamps). When it does not fit,
+  offload N = floor((VRAM - 512) / ((weights + KV) / layers)) layers and run the rest on
+  the CPU. CPU only: gpu_layers 0, RAM = weights + KV + 512.
+  Other formats (Transformers, ExLlamav3): VRAM = max(weights x 1.2 + 2048, weights + KV
+  + 2048): GPUStack's rule, raised for long contexts. Unquantized weights are loaded as
+  16-bit (params x 2 bytes); 4-bit bitsandbytes is params x 0.5, 8-bit params x 1. On the
+  CPU textgen loads Transformers weights as float32 (params x 4) unless --bf16.
+  KV cache bytes = 2 x layers x ctx x kv_heads x head_dim x 2, head_dim =
+  embedding_length / heads.
+  RAM besides weights: 1024 for llama.cpp servers and Ollama, 2048 for Transformers.
+"""
+
+import posixpath
+import re
+
+try:
+    from ansible.module_utils import textgen_flags
+except ImportError:  # loaded by file path from the filter plugin (controller side)
+    import importlib.util
+    import os
+
+    _spec = importlib.util.spec_from_file_location(
+        "lab_textgen_flags", os.path.join(os.path.dirname(os.path.abspath(__file__)), "textgen_flags.py")
+    )
+    textgen_flags = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(textgen_flags)
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+BACKENDS = ("textgen", "ollama", "llamacpp")
+STATES = ("present", "absent")
+MIB = 1024 * 1024
+MIN_GPU_VRAM_MIB = 4096
+GGUF_COMPUTE_BUFFER_MIB = 512
+HF_OVERHEAD_FACTOR = 1.2
+HF_OVERHEAD_MIB = 2048
+LLAMA_PROCESS_RAM_MIB = 1024
+TORCH_PROCESS_RAM_MIB = 2048
+DEFAULT_CTX = 8192
+OLLAMA_DEFAULT_CTX = 4096
+ALL_LAYERS_UNKNOWN = 999
+TEXTGEN_LLAMA_SERVER_OFFSET = 5
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_OLLAMA_MODELS_DIR = "/usr/share/ollama/.ollama/models"
+NON_CHAT_PURPOSES = ("embedding", "rerank", "guard", "tts", "stt")
+HF_FORMATS = (
+    "safetensors",
+    "pytorch",
+    "gptq",
+    "awq",
+    "bitsandbytes",
+    "fp8",
+    "compressed-tensors",
+    "exl3",
+    "exl2",
+)
+UNQUANTIZED_FORMATS = ("safetensors", "pytorch")
+NOT_SERVABLE = {
+    "diffusers": "a diffusers pipeline is an image model, not a text-generation model",
+    "sentence-transformers": "a sentence-transformers model computes embeddings; it does not generate text",
+    "vocab-only": "a vocab-only GGUF holds a tokenizer and no weights",
+    "unknown": "the model format is not recognised",
+}
+OLLAMA_OWNED_ENV = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_KEEP_ALIVE")
+LLAMACPP_OWNED_FLAGS = ("--model", "--host", "--port", "--n_ctx", "--n_gpu_layers")
+INSTANCE_DEFAULTS = {
+    "name": None,
+    "backend": "auto",
+    "model": None,
+    "port": None,
+    "api_port": None,
+    "flags": [],
+    "env": {},
+    "ctx_size": None,
+    "load_in_4bit": False,
+    "trust_remote_code": False,
+    "allow_non_chat": False,
+    "ollama_model": None,
+    "ollama_models_dir": None,
+    "api_key": None,
+    "bind": None,
+    "ready_timeout": 600,
+    "state": "present",
+}
+
+
+def resolve_model_path(model, model_root=None):
+    """An instance's ``model`` as an absolute path (relative ones under ``model_root``)."""
+    if not isinstance(model, str) or not model:
+        return None
+    if posixpath.isabs(model) or not model_root:
+        return posixpath.normpath(model)
+    return posixpath.normpath(posixpath.join(model_root, model))
+
+
+def model_paths(instances, model_root=None):
+    """Unique resolved model paths of the present instances, in order (for model_facts)."""
+    paths = []
+    for inst in instances or []:
+        if not isinstance(inst, dict) or inst.get("state", "present") == "absent":
+            continue
+        path = resolve_model_path(inst.get("model"), model_root)
+        if path and path not in paths:
+            paths.append(path)
+    return paths
+
+
+def _mib(num_bytes):
+    return int((num_bytes + MIB - 1) // MIB)
+
+
+def _as_int(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.match(r"^\s*\d+\s*$", value):
+        return int(value)
+    return None
+
+
+def _as_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    return None
+
+
+def effective_gpu(gpu):
+    """``(vendor, vram_mib, reason)``: the GPU the planner uses, or ("none", 0, why)."""
+    gpu = gpu or {}
+    vendor = gpu.get("vendor") or "none"
+    vram = _as_int(gpu.get("total_vram_mib")) or 0
+    if vendor == "none":
+        return "none", 0, "The host has no GPU: everything runs on the CPU."
+    if vendor == "intel":
+        return (
+            "none",
+            0,
+            "Intel GPUs have no backend in the builds the roles install: everything runs on the CPU.",
+        )
+    if vendor not in ("nvidia", "amd"):
+        return "none", 0, f"Unknown GPU vendor {vendor!r}: everything runs on the CPU."
+    if vram <= MIN_GPU_VRAM_MIB:
+        return (
+            "none",
+            0,
+            "The {} GPU has {} MiB of VRAM; a GPU with 4 GiB or less counts as no GPU, so everything "
+            "runs on the CPU.".format(vendor.upper() if vendor == "amd" else "NVIDIA", vram),
+        )
+    return vendor, vram, None
+
+
+def kv_cache_mib(model, ctx):
+    """``(MiB, exact)`` of the fp16 KV cache for ``ctx`` tokens; exact is False when guessed."""
+    layers = _as_int(model.get("layers"))
+    emb = _as_int(model.get("embedding_length"))
+    heads = _as_int(model.get("heads"))
+    kv_heads = _as_int(model.get("kv_heads"))
+    if not layers or not emb or not ctx:
+        return 0, False
+    if heads and kv_heads:
+        head_dim = emb / heads
+        return _mib(2 * layers * ctx * kv_heads * head_dim * 2), True
+    return _mib(2 * layers * ctx * emb * 2), False  # no GQA information: assume full attention
+
+
+def _params(model):
+    return _as_int(model.get("params")) or 0
+
+
+def _quant_name(model):
+    quant = model.get("quantization") or {}
+    return (quant.get("name") or "").lower() if isinstance(quant, dict) else ""
+
+
+def _is_exl3(model):
+    name = (model.get("name") or model.get("path") or "").lower()
+    return model.get("format") == "exl3" or _quant_name(model) == "exl3" or "exl3" in name
+
+
+def _is_bitsandbytes(model):
+    return model.get("format") == "bitsandbytes" or _quant_name(model).startswith("bitsandbytes")
+
+
+def _hf_vram(weights_mib, kv_mib):
+    return int(
+        max(weights_mib * HF_OVERHEAD_FACTOR + HF_OVERHEAD_MIB, weights_mib + kv_mib + HF_OVERHEAD_MIB)
+    )
+
+
+def _new_plan(host, inst):
+    return {
+        "host": host,
+        "name": inst.get("name"),
+        "state": inst.get("state") or "present",
+        "backend": inst.get("backend"),
+        "loader": None,
+        "model": None,
+        "model_format": None,
+        "flags": [],
+        "cmd_flags": "",
+        "args": [],
+        "env": {},
+        "bind": None,
+        "port": _as_int(inst.get("port")),
+        "api_port": _as_int(inst.get("api_port")),
+        "ports": [],
+        "ctx_size": None,
+        "gpu_layers": None,
+        "layers": None,
+        "device": None,
+        "estimated_vram_mib": 0,
+        "estimated_ram_mib": 0,
+        "fits": False,
+        "ready_timeout": inst.get("ready_timeout", 600),
+        "api_key_set": bool(inst.get("api_key")),
+        "ollama_model": None,
+        "reasons": [],
+        "warnings": [],
+        "errors": [],
+        "refused": True,
+    }
+
+
+def check_instance(inst, host, bind=DEFAULT_BIND):
+    """Validate the instance's own fields; returns ``(normalised instance, errors)``."""
+    errors = []
+    if not isinstance(inst, dict):
+        return None, [f"{host}: a model_instances item must be a mapping, got {inst!r}"]
+    name = inst.get("name")
+    label = "{}/{}".format(host, name if isinstance(name, str) and name else "?")
+
+    def err(var, msg):
+        errors.append(f"{label}: {var}: {msg}" if var else f"{label}: {msg}")
+
+    unknown = sorted(k for k in inst if k not in INSTANCE_DEFAULTS)
+    for key in unknown:
+        err(key, "unknown instance variable; known: {}".format(", ".join(INSTANCE_DEFAULTS)))
+    out = dict(INSTANCE_DEFAULTS)
+    out.update({k: v for k, v in inst.items() if k in INSTANCE_DEFAULTS and v is not None})
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        err(
+            "name",
+            f"{name!r} is not a valid instance name: use 1-40 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit (it names files and systemd units)",
+        )
+    if out["state"] not in STATES:
+        err("state", "must be present or absent, got {!r}".format(out["state"]))
+    if out["backend"] not in BACKENDS + ("auto",):
+        err("backend", "unknown backend {!r}; use textgen, ollama, llamacpp or auto".format(out["backend"]))
+    present = out["state"] != "absent"  # removing an instance needs only its name and backend
+    if present and (not isinstance(out["model"], str) or not out["model"]):
+        err("model", "is required: a model path relative to the model store, or absolute")
+    for key in ("load_in_4bit", "trust_remote_code", "allow_non_chat"):
+        value = _as_bool(out[key])
+        if value is None:
+            err(key, f"must be true or false, got {out[key]!r}")
+        out[key] = bool(value)
+    for key in ("port", "api_port"):
+        raw = out[key]
+        if raw is None:
+            continue
+        value = _as_int(raw)
+        if value is None or not 1 <= value <= 65535:
+            err(key, f"{raw!r} is not a port number (1-65535)")
+            out[key] = None
+        else:
+            out[key] = value
+    if present and inst.get("port") is None:
+        err("port", "is required")
+    if out["backend"] == "textgen":
+        if present and inst.get("api_port") is None:
+            err("api_port", "is required for textgen (the port of its OpenAI-compatible API)")
+        elif out["api_port"] is not None and out["api_port"] == out["port"]:
+            err("api_port", "must differ from port ({})".format(out["port"]))
+    elif inst.get("api_port") is not None and out["backend"] in BACKENDS:
+        err(
+            "api_port",
+            "only textgen has a separate API port; {} serves its API on port".format(out["backend"]),
+        )
+    for key in ("ctx_size", "ready_timeout"):
+        raw = out[key]
+        if raw is not None:
+            value = _as_int(raw)
+            if not value or value < 1:
+                err(key, f"must be a positive whole number, got {raw!r}")
+            out[key] = value
+    if not isinstance(out["flags"], list) or not all(isinstance(f, str) for f in out["flags"]):
+        err("flags", "must be a list of strings, e.g. ['--ctx-size 16384']")
+        out["flags"] = []
+    if not isinstance(out["env"], dict):
+        err("env", "must be a mapping of environment variables")
+        out["env"] = {}
+    if out["env"] and out["backend"] != "ollama":
+        err("env", "only applies to the ollama backend")
+    if out["bind"] is None:
+        out["bind"] = bind
+    if not isinstance(out["bind"], str) or not out["bind"] or any(c in out["bind"] for c in " #/\n"):
+        err("bind", "{!r} is not an address to listen on".format(out["bind"]))
+    return out, errors
+
+
+def model_problem(model, path):
+    """Why a model cannot be served at all (one sentence), or None."""
+    if model is None:
+        return f"{path} was not inspected (no model facts for it)"
+    if model.get("error"):
+        return "{}: {}".format(path, model["error"])
+    if model.get("complete") is False:
+        why = "; ".join(model.get("reasons") or []) or "parts of it are missing or truncated"
+        return f"{path} is incomplete ({why}): an interrupted download must not be served"
+    if model.get("is_projector") or (model.get("architecture") or "").lower() == "clip":
+        return f"{path} is a vision projector (mmproj), not a model; serve the language model it belongs to"
+    if model.get("format") in NOT_SERVABLE:
+        return "{}: {}".format(path, NOT_SERVABLE[model["format"]])
+    if model.get("servable") is False:
+        why = "; ".join(model.get("reasons") or []) or "model_facts marks it not servable"
+        return f"{path} cannot be served: {why}"
+    return None
+
+
+def _listen_flags(bind):
+    if bind in ("127.0.0.1", "localhost"):
+        return []
+    if bind == "0.0.0.0":
+        return ["--listen"]
+    return ["--listen", textgen_flags.flag_text("--listen-host", [bind])]
+
+
+def _host_port(bind, port):
+    return f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"
+
+
+def _gguf_memory(plan, model, vendor, vram, kv_mib, kv_exact, forced_layers, process_ram):
+    """Fill gpu_layers, device and the estimates for a GGUF model."""
+    weights = _mib(_as_int(model.get("size_bytes")) or 0)
+    layers = _as_int(model.get("layers"))
+    reasons = plan["reasons"]
+    plan["layers"] = layers
+    full = weights + kv_mib + GGUF_COMPUTE_BUFFER_MIB
+    all_layers = layers + 1 if layers else ALL_LAYERS_UNKNOWN
+    kv_note = "" if kv_exact else " (the KV cache is a rough guess: the model facts lack the head counts)"
+    if vendor == "none":
+        n = 0
+    elif forced_layers is not None:
+        n = min(forced_layers, all_layers)
+    elif full <= vram:
+        n = all_layers
+    elif layers:
+        per_layer = (weights + kv_mib) / float(layers)
+        n = max(0, min(layers, int((vram - GGUF_COMPUTE_BUFFER_MIB) // per_layer)))
+    else:
+        n = 0
+    plan["gpu_layers"] = n
+    if n == 0:
+        plan["device"] = "cpu"
+        plan["estimated_vram_mib"] = 0
+        plan["estimated_ram_mib"] = full + process_ram
+        if vendor == "none":
+            reasons.append(
+                "Runs on the CPU (gpu layers 0): about {} MiB of RAM (weights {} + KV cache {} + buffer {} + "
+                "process {}); generation is slower than on a GPU{}.".format(
+                    plan["estimated_ram_mib"], weights, kv_mib, GGUF_COMPUTE_BUFFER_MIB, process_ram, kv_note
+                )
+            )
+        elif forced_layers is None:
+            reasons.append(
+                "Runs on the CPU (gpu layers 0): the model needs about {} MiB of VRAM (weights {} + "
+                "KV cache {} + buffer {}) and {} in {} MiB.".format(
+                    full,
+                    weights,
+                    kv_mib,
+                    GGUF_COMPUTE_BUFFER_MIB,
+                    "not even one layer fits"
+                    if layers
+                    else "the layer count is unknown, so it cannot be split",
+                    vram,
+                )
+            )
+    elif layers and n < layers:
+        share = n / float(layers)
+        plan["device"] = "split"
+        plan["estimated_vram_mib"] = int((weights + kv_mib) * share) + GGUF_COMPUTE_BUFFER_MIB
+        plan["estimated_ram_mib"] = int((weights + kv_mib) * (1 - share)) + process_ram
+        if forced_layers is None:
+            reasons.append(
+                f"Offloads {n} of {layers} layers to the GPU: all of them need about {full} MiB of VRAM "
+                f"(weights {weights} + KV cache {kv_mib} + buffer {GGUF_COMPUTE_BUFFER_MIB}) and the GPU has "
+                f"{vram} MiB; the other layers run on the CPU, slower{kv_note}."
+            )
+    else:
+        plan["device"] = "gpu"
+        plan["estimated_vram_mib"] = full
+        plan["estimated_ram_mib"] = process_ram
+        if forced_layers is None:
+            reasons.append(
+                "All layers on the GPU (gpu layers {}{}): about {} MiB of VRAM (weights {} + KV cache {} + "
+                "buffer {}) of {} MiB{}.".format(
+                    n,
+                    f" = {layers} layers + output" if layers else ", layer count unknown",
+                    full,
+                    weights,
+                    kv_mib,
+                    GGUF_COMPUTE_BUFFER_MIB,
+                    vram,
+                    kv_note,
+                )
+            )
+    if forced_layers is not None and vendor != "none":
+        reasons.append(
+            "GPU layers {} as set in flags: about {} MiB of VRAM of {} MiB.".format(
+                forced_layers, plan["estimated_vram_mib"], vram
+            )
+        )
+
+
+def _check_ram(plan, host_mem_mib, err, what="the instance"):
+    need = plan["estimated_ram_mib"]
+    if host_mem_mib is None:
+        plan["reasons"].append(f"Host memory unknown: the RAM estimate ({need} MiB) was not checked.")
+        return True
+    if need > host_mem_mib:
+        err(
+            "model",
+            f"{what} cannot fit in RAM: it needs about {need} MiB and the host has {host_mem_mib} MiB",
+        )
+        return False
+    return True
+
+
+def plan_instance(
+    instance,
+    model,
+    gpu,
+    host_mem_mib,
+    host,
+    bind=DEFAULT_BIND,
+    model_root=None,
+    ollama_models_dir=DEFAULT_OLLAMA_MODELS_DIR,
+    ollama_shared=False,
+):
+    """Plan one instance. See the module docstring for the rules and ``plan_host`` for ports.
+
+    ``model``: the model's facts (None when it was not inspected). ``gpu``: gpu facts.
+    ``host_mem_mib``: RAM in MiB or None. Returns the plan dict; ``refused`` is true when
+    ``errors`` is non-empty or ``fits`` is false.
+    """
+    inst, errors = check_instance(instance, host, bind)
+    if inst is None:
+        plan = _new_plan(host, {})
+        plan["errors"] = errors
+        return plan
+    plan = _new_plan(host, inst)
+    plan["errors"] = errors
+    label = "{}/{}".format(host, inst["name"])
+    reasons, warnings = plan["reasons"], plan["warnings"]
+
+    def err(var, msg):
+        errors.append(f"{label}: {var}: {msg}" if var else f"{label}: {msg}")
+
+    def warn(msg):
+        warnings.append(msg)
+        reasons.append("Warning: " + msg)
+
+    plan["bind"] = inst["bind"]
+    plan["ready_timeout"] = inst["ready_timeout"]
+    plan["model"] = resolve_model_path(inst["model"], model_root)
+    if inst["state"] == "absent":
+        plan["backend"] = inst["backend"]
+        plan["fits"] = True
+        plan["refused"] = bool(errors)
+        reasons.append("State absent: the instance is stopped and removed.")
+        return plan
+
+    # The model.
+    problem = model_problem(model, plan["model"])
+    if problem:
+        err("model", problem)
+    model = model or {}
+    fmt = model.get("format")
+    plan["model_format"] = fmt
+    if plan["model"] and "#" in plan["model"]:
+        err(
+            "model",
+            "the path {} holds '#', which CMD_FLAGS.txt and unit files cannot carry safely".format(
+                plan["model"]
+            ),
+        )
+
+    # The backend.
+    backend = inst["backend"]
+    if backend == "auto":
+        if fmt == "gguf":
+            backend = "llamacpp"
+            reasons.append("backend auto: a GGUF model is served by the llama.cpp server (llamacpp).")
+        elif fmt in HF_FORMATS:
+            backend = "textgen"
+            reasons.append(f"backend auto: a {fmt} model is served by text-generation-webui (textgen).")
+        elif model:
+            err("backend", f"auto cannot pick a backend for format {fmt!r}")
+    plan["backend"] = backend
+    if backend in ("ollama", "llamacpp") and fmt and fmt != "gguf" and fmt not in NOT_SERVABLE:
+        err(
+            "backend",
+            "{} serves GGUF files only and {} is {}; use backend textgen, or a GGUF of the model".format(
+                backend, plan["model"], fmt
+            ),
+        )
+
+    # Name tags.
+    tags = model.get("name_tags") or {}
+    purposes = [p for p in (tags.get("purpose") or []) if p in NON_CHAT_PURPOSES]
+    if purposes and fmt not in NOT_SERVABLE:
+        what = "/".join(purposes)
+        if backend == "textgen" and not inst["allow_non_chat"]:
+            err(
+                "model",
+                "{} is named as a {} model, not a chat model; set allow_non_chat: true on the instance "
+                "if that is intended".format(plan["model"], what),
+            )
+        elif backend == "textgen":
+            warn(f"the model is named as a {what} model; serving it for chat as allowed by allow_non_chat.")
+        else:
+            reasons.append(f"The model is named as a {what} model: clients use its matching endpoint.")
+    if "base" in (tags.get("purpose") or []):
+        warn(
+            "%s is a base model (no instruction tuning): chat answers will be poor."
+            % (model.get("name") or "the model")
+        )
+
+    # trust_remote_code.
+    if model.get("trust_remote_code_required") and not inst["trust_remote_code"]:
+        err(
+            "trust_remote_code",
+            "{} ships its own Python code (config.json auto_map) and needs --trust-remote-code; read that "
+            "code, then set trust_remote_code: true on the instance".format(plan["model"]),
+        )
+
+    # GPU.
+    vendor, vram, gpu_reason = effective_gpu(gpu)
+    if gpu_reason:
+        reasons.append(gpu_reason)
+
+    # User flags.
+    user_lines, forced_layers, user_ctx, user_flags = [], None, None, {}
+    if backend == "textgen":
+        parsed = textgen_flags.parse_flags(inst["flags"])
+        for msg in parsed["errors"]:
+            err("flags", msg)
+        for msg in parsed["warnings"]:
+            warn("flags: " + msg)
+        for item in parsed["flags"]:
+            user_flags[item["flag"]] = item["values"]
+            user_lines.append(item["text"])
+        if "--gpu-layers" in user_flags:
+            forced_layers = int(user_flags["--gpu-layers"][0])
+            if forced_layers < 0:  # -1: llama-server fits the layers itself
+                forced_layers = None
+                reasons.append(
+                    "--gpu-layers {} in flags: llama.cpp fits the layers itself; the estimate below "
+                    "is the planner's.".format(user_flags["--gpu-layers"][0])
+                )
+        if "--cpu" in user_flags and vendor != "none":
+            vendor, vram = "none", 0
+            reasons.append("--cpu in flags: everything runs on the CPU.")
+        if "--ctx-size" in user_flags:
+            user_ctx = int(user_flags["--ctx-size"][0])
+    elif backend == "ollama" and inst["flags"]:
+        err("flags", "ollama takes no command-line flags; set OLLAMA_* variables in env")
+    elif backend == "llamacpp":
+        for entry in inst["flags"]:
+            if "#" in entry:
+                err("flags", f"{entry!r} contains '#'; remove the comment")
+                continue
+            first = entry.split()[0] if entry.split() else ""
+            if not first.startswith("--"):
+                err("flags", f"{entry!r} does not start with a --flag")
+            elif first.split("=")[0] in LLAMACPP_OWNED_FLAGS:
+                err(
+                    "flags",
+                    "{} is set by the planner; use the instance variables model, bind, port, ctx_size".format(
+                        first.split("=")[0]
+                    ),
+                )
+            else:
+                user_lines.append(entry)
+    if user_ctx and inst["ctx_size"] and user_ctx != inst["ctx_size"]:
+        err(
+            "flags",
+            "--ctx-size {} disagrees with ctx_size {}; set only ctx_size".format(user_ctx, inst["ctx_size"]),
+        )
+
+    # Context length.
+    model_ctx = _as_int(model.get("context_length"))
+    default_ctx = OLLAMA_DEFAULT_CTX if backend == "ollama" else DEFAULT_CTX
+    ctx = inst["ctx_size"] or user_ctx or (min(model_ctx, default_ctx) if model_ctx else default_ctx)
+    if model_ctx and ctx > model_ctx:
+        warn(f"context {ctx} is longer than the model's trained context {model_ctx}.")
+    plan["ctx_size"] = ctx
+    kv_mib, kv_exact = kv_cache_mib(model, ctx)
+
+    fits = False
+    if model:
+        if fmt == "gguf":
+            fits = _plan_gguf(
+                plan, model, backend, vendor, vram, kv_mib, kv_exact, forced_layers, host_mem_mib, err
+            )
+        elif fmt in HF_FORMATS and backend == "textgen":
+            fits = _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, err, warn)
+
+    # Render.
+    if backend == "textgen":
+        _render_textgen(plan, inst, user_lines, host)
+    elif backend == "llamacpp" and plan["model"]:
+        _render_llamacpp(plan, inst, user_lines)
+    elif backend == "ollama":
+        _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, err)
+    plan["fits"] = bool(fits)
+    plan["refused"] = bool(errors) or not plan["fits"]
+    return plan
+
+
+def _plan_gguf(plan, model, backend, vendor, vram, kv_mib, kv_exact, forced, host_mem_mib, err):
+    if backend == "textgen":
+        plan["loader"] = "llama.cpp"
+        plan["reasons"].insert(0, "Loader llama.cpp: the model is a GGUF file (what textgen would pick too).")
+    elif backend == "llamacpp":
+        plan["loader"] = "llama_cpp.server"
+    else:
+        plan["loader"] = "ollama"
+    _gguf_memory(plan, model, vendor, vram, kv_mib, kv_exact, forced, LLAMA_PROCESS_RAM_MIB)
+    if backend == "ollama":
+        plan["reasons"].append(
+            "Ollama chooses the GPU layer split itself; the estimate above is what should fit."
+        )
+    if forced is not None and vendor != "none" and plan["estimated_vram_mib"] > vram:
+        err(
+            "flags",
+            "--gpu-layers {} needs about {} MiB of VRAM and the GPU has {} MiB".format(
+                forced, plan["estimated_vram_mib"], vram
+            ),
+        )
+        return False
+    return _check_ram(plan, host_mem_mib, err, plan["model"])
+
+
+def _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, err, warn):
+    fmt = model.get("format")
+    path = plan["model"]
+    bnb_flags = [f for f in textgen_flags.BITSANDBYTES_FLAGS if f in user_flags]
+    if fmt == "exl2":
+        err(
+            "model",
+            f"{path} is EXL2, and text-generation-webui has had no ExLlamaV2 loader since 4.0; convert it to "
+            "EXL3 or GGUF, or pin a textgen older than 4.0",
+        )
+        return False
+    if _is_exl3(model):
+        plan["loader"] = "ExLlamav3"
+        if vendor != "nvidia":
+            err(
+                "model",
+                "{} is EXL3, and ExLlamaV3 only runs on NVIDIA GPUs (textgen installs it with the NVIDIA "
+                "requirements only); this host {}; use a GGUF of the model".format(
+                    path, "has no usable GPU" if vendor == "none" else f"has an {vendor.upper()} GPU"
+                ),
+            )
+            return False
+        plan["reasons"].insert(0, "Loader ExLlamav3: the model is EXL3 (what textgen would pick too).")
+    else:
+        plan["loader"] = "Transformers"
+        plan["reasons"].insert(
+            0,
+            f"Loader Transformers: the model is {fmt} Hugging Face weights (what textgen would pick too).",
+        )
+    if _is_bitsandbytes(model) and vendor != "nvidia":
+        err("model", f"{path} is quantized with bitsandbytes, which textgen installs for NVIDIA only")
+        return False
+    if bnb_flags and vendor != "nvidia":
+        err(
+            "flags",
+            "{} needs bitsandbytes, which textgen installs for NVIDIA only".format(", ".join(bnb_flags)),
+        )
+        return False
+
+    params = _params(model)
+    size = _mib(_as_int(model.get("size_bytes")) or 0)
+    unquantized = fmt in UNQUANTIZED_FORMATS and not _quant_name(model).startswith(("int", "q", "nf4", "fp8"))
+    plan["layers"] = _as_int(model.get("layers"))
+
+    def weights_for(bytes_per_param):
+        if unquantized and params:
+            return _mib(params * bytes_per_param)
+        return size
+
+    if vendor == "none":
+        if plan["loader"] != "Transformers":
+            return False
+        plan["extra_flags"] = [] if "--cpu" in user_flags else ["--cpu"]
+        plan["device"] = "cpu"
+        bytes_pp = 2 if "--bf16" in user_flags else 4
+        weights = weights_for(bytes_pp)
+        plan["estimated_vram_mib"] = 0
+        plan["estimated_ram_mib"] = _hf_vram(weights, kv_mib) + TORCH_PROCESS_RAM_MIB - HF_OVERHEAD_MIB
+        warn(
+            "Transformers on the CPU (--cpu) is slow: expect seconds per token; a GGUF of the model with "
+            "llama.cpp is much faster."
+        )
+        if not unquantized:
+            warn(f"{fmt.upper()} weights usually need GPU kernels; loading them on the CPU may fail.")
+        plan["reasons"].append(
+            "Estimated RAM {} MiB (weights as {}, {} MiB, x1.2, plus KV cache and the process).".format(
+                plan["estimated_ram_mib"], "bfloat16" if bytes_pp == 2 else "float32", weights
+            )
+        )
+        return _check_ram(plan, host_mem_mib, err, f"{path} on the CPU")
+
+    bytes_pp = 0.5 if "--load-in-4bit" in user_flags else 1 if "--load-in-8bit" in user_flags else 2
+    weights = weights_for(bytes_pp)
+    need = _hf_vram(weights, kv_mib)
+    plan["device"] = "gpu"
+    plan["extra_flags"] = []
+    if need > vram and unquantized and not bnb_flags:
+        if inst["load_in_4bit"] and vendor == "nvidia":
+            weights4 = weights_for(0.5)
+            need4 = _hf_vram(weights4, kv_mib)
+            plan["reasons"].append(
+                f"16-bit weights need about {need} MiB of VRAM and the GPU has {vram} MiB: loading in 4-bit "
+                f"(--load-in-4bit, bitsandbytes) as load_in_4bit allows, about {need4} MiB."
+            )
+            plan["extra_flags"] = ["--load-in-4bit"]
+            weights, need = weights4, need4
+        else:
+            hint = (
+                "set load_in_4bit: true to load it in 4-bit"
+                if vendor == "nvidia"
+                else "4-bit loading (bitsandbytes) is NVIDIA only"
+            )
+            err(
+                "model",
+                f"{path} does not fit: 16-bit weights need about {need} MiB of VRAM "
+                f"({weights} MiB x1.2 + 2048) and the GPU has {vram} MiB; {hint}, or use a quantized model "
+                "(a GGUF can be split between GPU and CPU)",
+            )
+            plan["estimated_vram_mib"] = need
+            return False
+    plan["estimated_vram_mib"] = need
+    plan["estimated_ram_mib"] = TORCH_PROCESS_RAM_MIB
+    if need > vram:
+        err(
+            "model",
+            "{} does not fit: about {} MiB of VRAM (weights {} MiB x1.2 + 2048, or + KV cache {}) and the "
+            "GPU has {} MiB; {} cannot offload to the CPU; use a smaller or GGUF model".format(
+                path, need, weights, kv_mib, vram, plan["loader"]
+            ),
+        )
+        return False
+    plan["reasons"].append(f"Fits on the GPU: about {need} MiB of VRAM of {vram} MiB.")
+    if vendor == "amd" and not unquantized:
+        warn(f"{fmt.upper()} kernels for AMD GPUs (ROCm) are not always available; loading may fail.")
+    return _check_ram(plan, host_mem_mib, err, path)
+
+
+def _render_textgen(plan, inst, user_lines, host):
+    lines = []
+    if plan["model"]:
+        lines.append(textgen_flags.flag_text("--model", [plan["model"]]))
+    if plan["loader"]:
+        lines.append(textgen_flags.flag_text("--loader", [plan["loader"]]))
+    if inst["port"]:
+        lines.append("--listen-port {}".format(inst["port"]))
+    lines.append("--api")
+    if inst["api_port"]:
+        lines.append("--api-port {}".format(inst["api_port"]))
+    lines.extend(_listen_flags(inst["bind"]))
+    user_set = {line.split()[0] for line in user_lines}
+    if "--ctx-size" not in user_set and plan["ctx_size"]:
+        lines.append("--ctx-size {}".format(plan["ctx_size"]))
+    if plan["loader"] == "llama.cpp" and "--gpu-layers" not in user_set and plan["gpu_layers"] is not None:
+        lines.append("--gpu-layers {}".format(plan["gpu_layers"]))
+    lines.extend(plan.pop("extra_flags", None) or [])
+    if inst["trust_remote_code"] and plan["model_format"] != "gguf":
+        lines.append("--trust-remote-code")
+    lines.extend(user_lines)
+    plan["flags"] = lines
+    ports = [p for p in (inst["port"], inst["api_port"]) if p]
+    if plan["loader"] == "llama.cpp" and inst["api_port"]:
+        ports.append(inst["api_port"] + TEXTGEN_LLAMA_SERVER_OFFSET)
+    plan["ports"] = ports
+    header = [
+        "CMD_FLAGS.txt for text-generation-webui {}: instance {} on {}.".format(
+            textgen_flags.TEXTGEN_VERSION, inst["name"], host
+        ),
+        "Written from the serving plan; change the inventory (model_instances), not this file.",
+        "Model format {}, loader {}.".format(plan["model_format"] or "unknown", plan["loader"] or "none"),
+    ]
+    if any("#" in line or "\n" in line for line in lines):
+        plan["cmd_flags"] = ""
+    else:
+        plan["cmd_flags"] = textgen_flags.render_cmd_flags(lines, header)
+
+
+def _render_llamacpp(plan, inst, user_lines):
+    layers = plan["gpu_layers"] if plan["gpu_layers"] is not None else 0
+    pairs = [
+        ("--model", plan["model"]),
+        ("--host", inst["bind"]),
+        ("--port", str(inst["port"])),
+        ("--n_ctx", str(plan["ctx_size"])),
+        ("--n_gpu_layers", str(layers)),
+    ]
+    args = []
+    for flag, value in pairs:
+        args.extend([flag, value])
+    for line in user_lines:
+        args.extend(line.split())
+    plan["args"] = args
+    plan["flags"] = [textgen_flags.flag_text(f, [v]) for f, v in pairs] + list(user_lines)
+    plan["ports"] = [inst["port"]] if inst["port"] else []
+
+
+def _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, err):
+    plan["ollama_model"] = inst["ollama_model"] or inst["name"]
+    env = {
+        "OLLAMA_HOST": _host_port(inst["bind"], inst["port"] or 0),
+        "OLLAMA_MODELS": inst["ollama_models_dir"] or ollama_models_dir,
+        "OLLAMA_MAX_LOADED_MODELS": "1",
+        "OLLAMA_KEEP_ALIVE": "-1",
+    }
+    if ollama_shared:
+        env["OLLAMA_NOPRUNE"] = "1"
+    if inst["ctx_size"]:
+        env["OLLAMA_CONTEXT_LENGTH"] = str(inst["ctx_size"])
+    devices = [d for d in (gpu or {}).get("devices") or [] if d.get("vendor") == vendor]
+    visible = ",".join(str(i) for i in range(len(devices))) or "0"
+    if vendor == "nvidia":
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    elif vendor == "amd":
+        env["ROCR_VISIBLE_DEVICES"] = visible
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = "-1"
+        env["ROCR_VISIBLE_DEVICES"] = "-1"
+        env["HIP_VISIBLE_DEVICES"] = "-1"
+    for key, value in sorted(inst["env"].items()):
+        if key in env or key in OLLAMA_OWNED_ENV:
+            err("env", f"{key} is set by the planner; use the instance variables bind, port, ctx_size")
+        elif not re.match(r"^[A-Z_][A-Z0-9_]*$", str(key)):
+            err("env", f"{key!r} is not an environment variable name")
+        else:
+            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    plan["env"] = env
+    plan["ports"] = [inst["port"]] if inst["port"] else []
+
+
+def plan_host(
+    host,
+    instances,
+    models,
+    gpu,
+    host_mem_mib=None,
+    used_ports=(),
+    model_root=None,
+    bind=DEFAULT_BIND,
+    ollama_models_dir=DEFAULT_OLLAMA_MODELS_DIR,
+):
+    """Plan every instance of a host and check what spans instances.
+
+    ``models``: model facts keyed by the path given to model_facts (resolved paths from
+    ``model_paths``, or the instance's ``model`` as written). ``used_ports``: ports other
+    services on the host hold. Returns ``{"host", "gpu", "host_mem_mib", "instances":
+    [plans], "errors", "warnings", "refused"}``; host-level errors are also added to
+    the plans of the instances they name.
+    """
+    models = models or {}
+    host_errors, host_warnings = [], []
+    if instances is None:
+        instances = []
+    if not isinstance(instances, list):
+        return {
+            "host": host,
+            "gpu": gpu,
+            "host_mem_mib": host_mem_mib,
+            "instances": [],
+            "errors": [f"{host}: model_instances must be a list of mappings"],
+            "warnings": [],
+            "refused": True,
+        }
+    ollama_dirs = {}
+    for inst in instances:
+        if (
+            isinstance(inst, dict)
+            and inst.get("backend") == "ollama"
+            and inst.get("state", "present") != "absent"
+        ):
+            key = inst.get("ollama_models_dir") or ollama_models_dir
+            ollama_dirs[key] = ollama_dirs.get(key, 0) + 1
+    plans = []
+    for inst in instances:
+        model = None
+        if isinstance(inst, dict):
+            path = resolve_model_path(inst.get("model"), model_root)
+            model = models.get(path) or models.get(inst.get("model"))
+            shared = ollama_dirs.get(inst.get("ollama_models_dir") or ollama_models_dir, 0) > 1
+        else:
+            shared = False
+        plans.append(
+            plan_instance(inst, model, gpu, host_mem_mib, host, bind, model_root, ollama_models_dir, shared)
+        )
+
+    seen_names = {}
+    for plan in plans:
+        name = plan["name"]
+        if isinstance(name, str):
+            if name in seen_names:
+                msg = f"{host}/{name}: name: two instances are named {name}; names must be unique on a host"
+                host_errors.append(msg)
+                plan["errors"].append(msg)
+            seen_names[name] = plan
+
+    owners = {}
+    used = {}
+    for port in used_ports or ():
+        value = _as_int(port)
+        if value:
+            used[value] = True
+    for plan in plans:
+        if plan["state"] == "absent":
+            continue
+        for port, role in _port_roles(plan):
+            if port in owners and owners[port][0] is not plan:
+                other, other_role = owners[port]
+                msg = "{}: port {} is used by both {}/{} ({}) and {}/{} ({})".format(
+                    host,
+                    port,
+                    host,
+                    other["name"],
+                    other_role,
+                    host,
+                    plan["name"],
+                    role,
+                )
+                host_errors.append(msg)
+                plan["errors"].append(msg)
+                other["errors"].append(msg)
+            elif port in owners:
+                msg = "{}/{}: port {} is both its {} and its {}".format(
+                    host,
+                    plan["name"],
+                    port,
+                    owners[port][1],
+                    role,
+                )
+                host_errors.append(msg)
+                plan["errors"].append(msg)
+            else:
+                owners[port] = (plan, role)
+            if port in used:
+                msg = "{}/{}: port {} ({}) is already used by another service on the host".format(
+                    host,
+                    plan["name"],
+                    port,
+                    role,
+                )
+                host_errors.append(msg)
+                plan["errors"].append(msg)
+            if port > 65535:
+                msg = "{}/{}: port {} ({}) is outside 1-65535".format(host, plan["name"], port, role)
+                host_errors.append(msg)
+                plan["errors"].append(msg)
+
+    vendor, vram, _ = effective_gpu(gpu)
+    on_gpu = [p for p in plans if p["state"] != "absent" and p["estimated_vram_mib"]]
+    total = sum(p["estimated_vram_mib"] for p in on_gpu)
+    if vendor != "none" and len(on_gpu) > 1 and total > vram:
+        msg = (
+            "{}: the instances on the GPU ({}) together need about {} MiB of VRAM and the GPU has {} MiB; "
+            "they cannot all be loaded at once".format(
+                host, ", ".join(p["name"] for p in on_gpu), total, vram
+            )
+        )
+        host_warnings.append(msg)
+        for plan in on_gpu:
+            plan["warnings"].append(msg)
+            plan["reasons"].append("Warning: " + msg)
+    ram_total = sum(p["estimated_ram_mib"] for p in plans if p["state"] != "absent")
+    if host_mem_mib is not None and ram_total > host_mem_mib and len(plans) > 1:
+        host_warnings.append(
+            f"{host}: the instances together need about {ram_total} MiB of RAM and the host has "
+            f"{host_mem_mib} MiB"
+        )
+
+    errors = []
+    for plan in plans:
+        plan["refused"] = bool(plan["errors"]) or not plan["fits"]
+        for msg in plan["errors"]:
+            if msg not in errors:
+                errors.append(msg)
+        if not plan["errors"] and not plan["fits"]:
+            errors.append(
+                "{}/{}: refused: the model does not fit ({})".format(
+                    host, plan["name"], plan["reasons"][-1] if plan["reasons"] else "no estimate"
+                )
+            )
+    for msg in host_errors:
+        if msg not in errors:
+            errors.append(msg)
+    return {
+        "host": host,
+        "gpu": {
+            "vendor": (gpu or {}).get("vendor", "none"),
+            "total_vram_mib": (gpu or {}).get("total_vram_mib", 0),
+            "source": (gpu or {}).get("source"),
+            "used_vendor": vendor,
+            "used_vram_mib": vram,
+        },
+        "host_mem_mib": host_mem_mib,
+        "instances": plans,
+        "errors": errors,
+        "warnings": host_warnings,
+        "refused": bool(errors),
+    }
+
+
+def _port_roles(plan):
+    """``[(port, role)]`` for the ports an instance holds, in ``plan["ports"]`` order."""
+    roles = ["port", "api_port", f"internal llama-server port, api_port+{TEXTGEN_LLAMA_SERVER_OFFSET}"]
+    if plan["backend"] != "textgen":
+        roles = ["port"]
+    return list(zip(plan["ports"], roles))
+
+
+def plan_table(host_plans):
+    """A text table of plans: host, instance, backend, loader, port, VRAM/RAM, fits, first reason."""
+    if isinstance(host_plans, dict):
+        host_plans = [host_plans]
+    header = ("HOST", "INSTANCE", "BACKEND", "LOADER", "PORT", "VRAM MiB", "RAM MiB", "FITS", "REASON")
+    rows = []
+    for hp in host_plans or []:
+        for p in hp.get("instances", []):
+            first = (p["errors"] or p["reasons"] or [""])[0]
+            port = "%s" % (p["port"] or "-")
+            if p.get("api_port"):
+                port += "/{}".format(p["api_port"])
+            rows.append(
+                (
+                    p["host"],
+                    p["name"] or "?",
+                    p["backend"] or "-",
+                    p["loader"] or "-",
+                    port,
+                    str(p["estimated_vram_mib"]),
+                    str(p["estimated_ram_mib"]),
+                    "refused" if p["refused"] else "yes",
+                    first if len(first) <= 100 else first[:97] + "...",
+                )
+            )
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
+        lines.append("  ".join(cells + [row[-1]]).rstrip())
+    return lines

@@ -1,0 +1,726 @@
+"""The serving planner: backend, loader, flags, environment, memory fit and refusals."""
+
+import pytest
+from ansible.module_utils import serving_plan as sp
+
+HOST = "ws"
+MIB = 1024 * 1024
+ROOT = "/media/data/models"
+
+NV24 = {"vendor": "nvidia", "total_vram_mib": 24564, "devices": [{"vendor": "nvidia"}]}
+NV2X24 = {
+    "vendor": "nvidia",
+    "total_vram_mib": 49128,
+    "devices": [{"vendor": "nvidia"}, {"vendor": "nvidia"}],
+}
+NV8 = {"vendor": "nvidia", "total_vram_mib": 8192}
+NV6 = {"vendor": "nvidia", "total_vram_mib": 6144}
+NV4 = {"vendor": "nvidia", "total_vram_mib": 4096}
+AMD16 = {"vendor": "amd", "total_vram_mib": 16384, "devices": [{"vendor": "amd"}]}
+INTEL = {"vendor": "intel", "total_vram_mib": 0}
+NONE = {"vendor": "none", "total_vram_mib": 0}
+
+
+def gguf(**kw):
+    """A Qwen2.5-7B-like Q4_K_M GGUF (28 layers, GQA 28/4 heads, 3584 wide)."""
+    model = {
+        "format": "gguf",
+        "name": "Qwen2.5-Coder-7B-Instruct",
+        "architecture": "qwen2",
+        "params": 7_615_616_512,
+        "quantization": {"name": "Q4_K_M", "bits": 4.9},
+        "context_length": 32768,
+        "layers": 28,
+        "heads": 28,
+        "kv_heads": 4,
+        "embedding_length": 3584,
+        "size_bytes": 4683 * MIB,
+        "complete": True,
+        "servable": True,
+        "is_projector": False,
+        "trust_remote_code_required": False,
+        "name_tags": {"purpose": ["code", "instruct"], "size_label": "7B", "quant_label": "Q4_K_M"},
+        "reasons": [],
+        "error": None,
+    }
+    model.update(kw)
+    return model
+
+
+def hf(**kw):
+    """The same model as bf16 safetensors (15.2 GB)."""
+    model = gguf(
+        format="safetensors",
+        quantization={"name": "BF16", "bits": 16.0},
+        size_bytes=15_231_233_024,
+    )
+    model.update(kw)
+    return model
+
+
+def inst(**kw):
+    base = {"name": "coder", "backend": "textgen", "model": "m", "port": 7861, "api_port": 5010}
+    base.update(kw)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def plan(instance=None, model=None, gpu=NV24, mem=65536, **kw):
+    return sp.plan_instance(
+        instance or inst(), gguf() if model is None else model, gpu, mem, HOST, model_root=ROOT, **kw
+    )
+
+
+def errors_of(p):
+    return " | ".join(p["errors"])
+
+
+# ---------------------------------------------------------------- format x vendor x VRAM table
+
+CASES = [
+    # id, instance overrides, model, gpu, expected loader, flags that must be present, gpu_layers, device
+    ("gguf-nvidia24-all-layers", {}, gguf(), NV24, "llama.cpp", ["--gpu-layers 29"], 29, "gpu"),
+    ("gguf-amd16-all-layers", {}, gguf(), AMD16, "llama.cpp", ["--gpu-layers 29"], 29, "gpu"),
+    ("gguf-cpu-zero-layers", {}, gguf(), NONE, "llama.cpp", ["--gpu-layers 0"], 0, "cpu"),
+    ("gguf-4gib-gpu-counts-as-none", {}, gguf(), NV4, "llama.cpp", ["--gpu-layers 0"], 0, "cpu"),
+    ("gguf-intel-counts-as-none", {}, gguf(), INTEL, "llama.cpp", ["--gpu-layers 0"], 0, "cpu"),
+    (
+        "gguf-nvidia6-long-ctx-split",
+        {"ctx_size": 32768},
+        gguf(),
+        NV6,
+        "llama.cpp",
+        ["--gpu-layers 24"],
+        24,
+        "split",
+    ),
+    ("gguf-unknown-layers-all", {}, gguf(layers=None), NV24, "llama.cpp", ["--gpu-layers 999"], 999, "gpu"),
+    ("hf-bf16-nvidia24", {}, hf(), NV24, "Transformers", [], None, "gpu"),
+    (
+        "hf-bf16-amd-fits-at-32g",
+        {},
+        hf(),
+        {"vendor": "amd", "total_vram_mib": 32768},
+        "Transformers",
+        [],
+        None,
+        "gpu",
+    ),
+    (
+        "hf-bf16-nvidia8-4bit",
+        {"load_in_4bit": True},
+        hf(),
+        NV8,
+        "Transformers",
+        ["--load-in-4bit"],
+        None,
+        "gpu",
+    ),
+    ("hf-bf16-cpu", {}, hf(), NONE, "Transformers", ["--cpu"], None, "cpu"),
+    ("exl3-nvidia", {}, hf(format="exl3", size_bytes=5000 * MIB), NV24, "ExLlamav3", [], None, "gpu"),
+    (
+        "exl3-by-name-nvidia",
+        {},
+        hf(name="Qwen2.5-7B-exl3-4bpw", size_bytes=5000 * MIB),
+        NV24,
+        "ExLlamav3",
+        [],
+        None,
+        "gpu",
+    ),
+    (
+        "gptq-nvidia",
+        {},
+        hf(format="gptq", quantization={"name": "gptq", "bits": 4}, size_bytes=5 * 1024 * MIB),
+        NV8,
+        "Transformers",
+        [],
+        None,
+        "gpu",
+    ),
+    (
+        "bnb-model-nvidia",
+        {},
+        hf(format="bitsandbytes", size_bytes=5 * 1024 * MIB),
+        NV24,
+        "Transformers",
+        [],
+        None,
+        "gpu",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_planning_table_picks_loader_flags_and_layers(case):
+    _id, overrides, model, gpu, loader, flags, layers, device = case
+    p = plan(inst(**overrides), model, gpu)
+    assert p["errors"] == [], p["errors"]
+    assert p["fits"] is True and p["refused"] is False
+    assert p["loader"] == loader
+    for flag in flags:
+        assert flag in p["flags"], (flag, p["flags"])
+    assert p["gpu_layers"] == layers
+    assert p["device"] == device
+    assert p["reasons"], "every plan says why"
+
+
+REFUSALS = [
+    ("exl3-amd", {}, hf(format="exl3", size_bytes=5000 * MIB), AMD16, "ExLlamaV3 only runs on NVIDIA"),
+    ("exl3-cpu", {}, hf(format="exl3", size_bytes=5000 * MIB), NONE, "ExLlamaV3 only runs on NVIDIA"),
+    ("exl3-nvidia-too-big", {}, hf(format="exl3", size_bytes=30000 * MIB), NV24, "cannot offload to the CPU"),
+    ("exl2-nvidia", {}, hf(format="exl2"), NV24, "no ExLlamaV2 loader since 4.0"),
+    ("exl2-cpu", {}, hf(format="exl2"), NONE, "pin a textgen older than 4.0"),
+    (
+        "bnb-model-amd",
+        {},
+        hf(format="bitsandbytes"),
+        AMD16,
+        "bitsandbytes, which textgen installs for NVIDIA only",
+    ),
+    ("bnb-model-cpu", {}, hf(format="bitsandbytes"), NONE, "NVIDIA only"),
+    ("bnb-flag-amd", {"flags": ["--load-in-8bit"]}, hf(), AMD16, "--load-in-8bit needs bitsandbytes"),
+    ("hf-nvidia8-no-4bit", {}, hf(), NV8, "set load_in_4bit: true"),
+    (
+        "hf-amd16-4bit-not-possible",
+        {"load_in_4bit": True},
+        hf(),
+        AMD16,
+        "4-bit loading (bitsandbytes) is NVIDIA only",
+    ),
+    ("hf-cpu-ram-too-small", {}, hf(), NONE, "cannot fit in RAM"),
+    ("gguf-cpu-ram-too-small", {}, gguf(size_bytes=20000 * MIB), NONE, "cannot fit in RAM"),
+    ("ollama-non-gguf", {"backend": "ollama", "api_port": None}, hf(), NV24, "ollama serves GGUF files only"),
+    (
+        "llamacpp-non-gguf",
+        {"backend": "llamacpp", "api_port": None},
+        hf(),
+        NV24,
+        "llamacpp serves GGUF files only",
+    ),
+    ("diffusers", {}, hf(format="diffusers", servable=False), NV24, "image model"),
+    ("sentence-transformers", {}, hf(format="sentence-transformers"), NV24, "computes embeddings"),
+    ("vocab-only", {}, gguf(format="vocab-only", servable=False), NV24, "tokenizer and no weights"),
+    ("unknown-format", {}, gguf(format="unknown", servable=False), NV24, "not recognised"),
+    ("projector", {}, gguf(architecture="clip", is_projector=True, servable=False), NV24, "vision projector"),
+    (
+        "incomplete",
+        {},
+        gguf(complete=False, reasons=["part 2 of 3 is missing"]),
+        NV24,
+        "part 2 of 3 is missing",
+    ),
+    ("inspect-error", {}, gguf(error="bad magic"), NV24, "bad magic"),
+    ("not-servable", {}, gguf(servable=False, reasons=["a LoRA adapter"]), NV24, "a LoRA adapter"),
+    ("remote-code", {}, hf(trust_remote_code_required=True), NV24, "set trust_remote_code: true"),
+    ("embedding-on-textgen", {}, gguf(name_tags={"purpose": ["embedding"]}), NV24, "allow_non_chat: true"),
+    ("guard-on-textgen", {}, gguf(name_tags={"purpose": ["guard"]}), NV24, "guard model, not a chat model"),
+    ("tts-on-textgen", {}, gguf(name_tags={"purpose": ["tts"]}), NV24, "allow_non_chat"),
+    ("stt-on-textgen", {}, gguf(name_tags={"purpose": ["stt"]}), NV24, "allow_non_chat"),
+    (
+        "forced-layers-too-many",
+        {"flags": ["--gpu-layers 29"], "ctx_size": 32768},
+        gguf(),
+        NV6,
+        "--gpu-layers 29 needs",
+    ),
+    (
+        "ctx-disagrees",
+        {"ctx_size": 4096, "flags": ["--ctx-size 8192"]},
+        gguf(),
+        NV24,
+        "disagrees with ctx_size",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[c[0] for c in REFUSALS])
+def test_refusals_say_why_and_name_host_and_instance(case):
+    _id, overrides, model, gpu, needle = case
+    p = plan(inst(**overrides), model, gpu, mem=16000)
+    assert p["refused"] is True
+    assert needle in errors_of(p), p["errors"]
+    assert all(e.startswith("ws/coder: ") for e in p["errors"]), p["errors"]
+
+
+def test_removed_flag_error_reads_as_the_user_needs_it():
+    p = plan(inst(flags=["--use_flash_attention_2"]), hf())
+    (msg,) = p["errors"]
+    assert msg.startswith("ws/coder: flags: --use_flash_attention_2 ")
+    assert msg.endswith("use --attn-implementation flash_attention_2")
+
+
+def test_unknown_flag_is_refused_with_a_suggestion():
+    p = plan(inst(flags=["--ctx_size 4096"]))
+    assert "did you mean --ctx-size" in errors_of(p)
+
+
+def test_owned_flag_is_refused_naming_the_instance_variable():
+    p = plan(inst(flags=["--listen-port 9000"]))
+    assert (
+        "ws/coder: flags: --listen-port is set by the planner: set the instance variable port" in p["errors"]
+    )
+
+
+def test_renamed_still_accepted_flag_is_normalised_and_warned():
+    p = plan(inst(flags=["--n-gpu-layers 10"]))
+    assert p["errors"] == []
+    assert "--gpu-layers 10" in p["flags"] and not any(f.startswith("--n-gpu-layers") for f in p["flags"])
+    assert any("old name of --gpu-layers" in w for w in p["warnings"])
+
+
+# ---------------------------------------------------------------- memory details
+
+
+def test_kv_cache_follows_the_formula():
+    model = {"layers": 32, "embedding_length": 4096, "heads": 32, "kv_heads": 8}
+    assert sp.kv_cache_mib(model, 4096) == (512, True)  # 2*32*4096*8*128*2 bytes
+
+
+def test_kv_cache_without_head_counts_assumes_full_attention_and_says_so():
+    mib, exact = sp.kv_cache_mib({"layers": 32, "embedding_length": 4096}, 4096)
+    assert (mib, exact) == (2048, False)
+
+
+def test_gguf_estimate_is_weights_plus_kv_plus_compute_buffer():
+    p = plan(inst(ctx_size=8192))
+    kv = sp.kv_cache_mib(gguf(), 8192)[0]
+    assert p["estimated_vram_mib"] == 4683 + kv + sp.GGUF_COMPUTE_BUFFER_MIB
+
+
+def test_gguf_partial_offload_says_how_many_layers_and_why():
+    p = plan(inst(ctx_size=32768), gpu=NV6)
+    # per layer (4683 + 1792 KV) / 28 = 231.25 MiB; (6144 - 512) / 231.25 = 24.4
+    assert p["gpu_layers"] == 24 and p["device"] == "split"
+    assert any("Offloads 24 of 28 layers" in r and "6144 MiB" in r for r in p["reasons"])
+    assert 0 < p["estimated_vram_mib"] <= 6144 and p["estimated_ram_mib"] > 0
+
+
+def test_gguf_that_fits_no_layer_runs_on_cpu_with_reason():
+    p = plan(inst(), gguf(size_bytes=200000 * MIB), NV6)
+    assert p["gpu_layers"] == 0 and p["device"] == "cpu"
+    assert any("not even one layer fits" in r for r in p["reasons"])
+
+
+def test_user_gpu_layers_are_kept_and_the_planner_adds_none():
+    p = plan(inst(flags=["--gpu-layers 10"]))
+    assert p["gpu_layers"] == 10 and p["device"] == "split"
+    assert [f for f in p["flags"] if f.startswith("--gpu-layers")] == ["--gpu-layers 10"]
+
+
+def test_user_gpu_layers_minus_one_keeps_the_planner_estimate():
+    p = plan(inst(flags=["--gpu-layers -1"]))
+    assert p["gpu_layers"] == 29
+    assert [f for f in p["flags"] if f.startswith("--gpu-layers")] == ["--gpu-layers -1"]
+
+
+def test_user_cpu_flag_forces_cpu_on_a_gpu_host():
+    p = plan(inst(flags=["--cpu"]), hf(), NV24)
+    assert p["device"] == "cpu" and p["estimated_vram_mib"] == 0
+    assert p["flags"].count("--cpu") == 1
+
+
+def test_hf_vram_uses_gpustack_rule_for_short_contexts():
+    p = plan(inst(ctx_size=2048), hf())
+    weights = -(-7_615_616_512 * 2 // MIB)
+    assert p["estimated_vram_mib"] == int(weights * 1.2 + 2048)
+
+
+def test_hf_vram_counts_the_kv_cache_for_long_contexts():
+    model = hf(kv_heads=28, context_length=131072)  # no GQA: a big cache
+    p = plan(inst(ctx_size=131072), model, {"vendor": "nvidia", "total_vram_mib": 200000})
+    kv = sp.kv_cache_mib(model, 131072)[0]
+    weights = -(-7_615_616_512 * 2 // MIB)
+    assert p["estimated_vram_mib"] == weights + kv + 2048
+
+
+def test_hf_refusal_gives_the_numbers():
+    p = plan(inst(), hf(), NV8)
+    weights = -(-7_615_616_512 * 2 // MIB)
+    msg = errors_of(p)
+    assert f"{int(weights * 1.2 + 2048)} MiB of VRAM ({weights} MiB x1.2 + 2048)" in msg
+    assert "the GPU has 8192 MiB" in msg
+
+
+def test_hf_on_cpu_warns_it_is_slow_and_counts_float32_weights():
+    p = plan(inst(), hf(), NONE, mem=131072)
+    assert any("slow" in w for w in p["warnings"])
+    assert p["estimated_ram_mib"] > 7_615_616_512 * 4 // MIB
+
+
+def test_hf_on_cpu_with_bf16_flag_counts_16_bit_weights():
+    p32 = plan(inst(), hf(), NONE, mem=131072)
+    p16 = plan(inst(flags=["--bf16"]), hf(), NONE, mem=131072)
+    assert p16["estimated_ram_mib"] < p32["estimated_ram_mib"]
+
+
+def test_4bit_reason_says_load_in_4bit_was_used():
+    p = plan(inst(load_in_4bit=True), hf(), NV8)
+    assert any("--load-in-4bit" in r and "load_in_4bit" in r for r in p["reasons"])
+
+
+def test_4bit_not_used_when_fp16_fits():
+    p = plan(inst(load_in_4bit=True), hf(), NV24)
+    assert "--load-in-4bit" not in p["flags"]
+
+
+def test_unknown_host_memory_is_said_not_refused():
+    p = plan(inst(), gguf(), NONE, mem=None)
+    assert p["fits"] is True
+    assert any("Host memory unknown" in r for r in p["reasons"])
+
+
+def test_context_defaults_to_model_context_capped_at_8192():
+    assert plan(inst())["ctx_size"] == 8192
+    assert plan(inst(), gguf(context_length=2048))["ctx_size"] == 2048
+
+
+def test_context_longer_than_trained_is_a_warning():
+    p = plan(inst(ctx_size=65536))
+    assert any("longer than the model's trained context" in w for w in p["warnings"])
+
+
+# ---------------------------------------------------------------- textgen rendering
+
+
+def test_textgen_cmd_flags_has_a_header_then_one_flag_per_line_and_no_inline_comment():
+    p = plan(inst(flags=["--cache-type q8_0"]))
+    text = p["cmd_flags"]
+    head, body = [], []
+    for line in text.splitlines():
+        (head if line.startswith("#") and not body else body).append(line)
+    assert len(head) >= 1 and "instance coder on ws" in head[0]
+    assert body == p["flags"]
+    assert all("#" not in line for line in body)
+    assert text.endswith("\n")
+    assert body[:5] == [
+        "--model /media/data/models/m",
+        "--loader llama.cpp",
+        "--listen-port 7861",
+        "--api",
+        "--api-port 5010",
+    ]
+    assert body[-1] == "--cache-type q8_0"
+
+
+def test_textgen_listens_only_on_localhost_by_default():
+    assert not any(f.startswith("--listen ") or f == "--listen" for f in plan(inst())["flags"])
+
+
+def test_bind_all_addresses_adds_listen():
+    assert "--listen" in plan(inst(bind="0.0.0.0"))["flags"]
+
+
+def test_bind_one_address_adds_listen_and_listen_host():
+    flags = plan(inst(bind="10.0.0.5"))["flags"]
+    assert "--listen" in flags and "--listen-host 10.0.0.5" in flags
+
+
+def test_trust_remote_code_flag_only_when_the_instance_allows_it():
+    assert "--trust-remote-code" not in plan(inst(), hf())["flags"]
+    p = plan(inst(trust_remote_code=True), hf(trust_remote_code_required=True))
+    assert p["errors"] == [] and "--trust-remote-code" in p["flags"]
+
+
+def test_model_path_relative_to_the_store_or_absolute():
+    assert plan(inst(model="sub/x.gguf"))["model"] == "/media/data/models/sub/x.gguf"
+    assert plan(inst(model="/opt/m/x.gguf"))["model"] == "/opt/m/x.gguf"
+
+
+def test_model_path_with_hash_is_refused():
+    assert "holds '#'" in errors_of(plan(inst(model="a#b.gguf")))
+
+
+def test_textgen_ports_include_the_internal_llama_server_for_llama_cpp_only():
+    assert plan(inst())["ports"] == [7861, 5010, 5015]
+    assert plan(inst(), hf())["ports"] == [7861, 5010]
+
+
+def test_api_key_is_kept_out_of_the_plan():
+    p = plan(inst(api_key="s3cret"))
+    assert p["api_key_set"] is True
+    assert "s3cret" not in repr(p)
+
+
+def test_non_chat_model_allowed_with_allow_non_chat_gives_a_warning():
+    p = plan(inst(allow_non_chat=True), gguf(name_tags={"purpose": ["embedding"]}))
+    assert p["errors"] == [] and any("embedding" in w for w in p["warnings"])
+
+
+def test_non_chat_model_on_ollama_is_not_refused():
+    p = plan(inst(backend="ollama", api_port=None), gguf(name_tags={"purpose": ["embedding"]}))
+    assert p["errors"] == []
+
+
+def test_base_model_gets_a_warning():
+    p = plan(inst(), gguf(name_tags={"purpose": ["base"]}))
+    assert p["errors"] == [] and any("base model" in w for w in p["warnings"])
+
+
+# ---------------------------------------------------------------- other backends
+
+
+def test_llamacpp_args_are_the_llama_cpp_server_command_line():
+    p = plan(inst(backend="llamacpp", api_port=None, port=8080, bind="0.0.0.0", ctx_size=4096))
+    assert p["loader"] == "llama_cpp.server"
+    assert p["args"] == [
+        "--model",
+        "/media/data/models/m",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+        "--n_ctx",
+        "4096",
+        "--n_gpu_layers",
+        "29",
+    ]
+    assert p["cmd_flags"] == "" and p["env"] == {} and p["ports"] == [8080]
+
+
+def test_llamacpp_on_cpu_has_zero_gpu_layers():
+    p = plan(inst(backend="llamacpp", api_port=None), gpu=NONE)
+    assert p["args"][-2:] == ["--n_gpu_layers", "0"]
+
+
+def test_llamacpp_extra_flags_pass_through_but_owned_ones_are_refused():
+    ok = plan(inst(backend="llamacpp", api_port=None, flags=["--n_threads 8"]))
+    assert ok["args"][-2:] == ["--n_threads", "8"]
+    bad = plan(inst(backend="llamacpp", api_port=None, flags=["--port 1"]))
+    assert "--port is set by the planner" in errors_of(bad)
+    assert "contains '#'" in errors_of(plan(inst(backend="llamacpp", api_port=None, flags=["--x 1 # c"])))
+
+
+@pytest.mark.parametrize(
+    "gpu, expected",
+    [
+        (NV24, {"CUDA_VISIBLE_DEVICES": "0"}),
+        (NV2X24, {"CUDA_VISIBLE_DEVICES": "0,1"}),
+        (AMD16, {"ROCR_VISIBLE_DEVICES": "0"}),
+        (NONE, {"CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}),
+        (NV4, {"CUDA_VISIBLE_DEVICES": "-1", "ROCR_VISIBLE_DEVICES": "-1", "HIP_VISIBLE_DEVICES": "-1"}),
+    ],
+)
+def test_ollama_env_sets_devices_per_vendor(gpu, expected):
+    p = plan(inst(backend="ollama", api_port=None, port=11435), gpu=gpu)
+    env = p["env"]
+    assert env["OLLAMA_HOST"] == "127.0.0.1:11435"
+    assert env["OLLAMA_MODELS"] == sp.DEFAULT_OLLAMA_MODELS_DIR
+    assert env["OLLAMA_MAX_LOADED_MODELS"] == "1" and env["OLLAMA_KEEP_ALIVE"] == "-1"
+    assert "OLLAMA_NOPRUNE" not in env and "OLLAMA_CONTEXT_LENGTH" not in env
+    for key, value in expected.items():
+        assert env[key] == value
+    assert p["flags"] == [] and p["cmd_flags"] == "" and p["loader"] == "ollama"
+    assert p["ollama_model"] == "coder"
+
+
+def test_ollama_context_and_shared_dir_and_extra_env():
+    p = plan(
+        inst(backend="ollama", api_port=None, ctx_size=16384, env={"OLLAMA_FLASH_ATTENTION": True}),
+        ollama_shared=True,
+    )
+    assert p["env"]["OLLAMA_CONTEXT_LENGTH"] == "16384"
+    assert p["env"]["OLLAMA_NOPRUNE"] == "1"
+    assert p["env"]["OLLAMA_FLASH_ATTENTION"] == "true"
+
+
+def test_ollama_env_cannot_override_planner_variables():
+    p = plan(inst(backend="ollama", api_port=None, env={"OLLAMA_HOST": "0.0.0.0:1"}))
+    assert "OLLAMA_HOST is set by the planner" in errors_of(p)
+
+
+def test_ollama_ipv6_bind_is_bracketed():
+    assert plan(inst(backend="ollama", api_port=None, bind="::1"))["env"]["OLLAMA_HOST"] == "[::1]:7861"
+
+
+def test_ollama_refuses_flags():
+    assert "ollama takes no command-line flags" in errors_of(
+        plan(inst(backend="ollama", api_port=None, flags=["-x"]))
+    )
+
+
+def test_backend_auto_picks_llamacpp_for_gguf_and_textgen_for_hf():
+    assert plan(inst(backend="auto", api_port=None))["backend"] == "llamacpp"
+    p = plan(inst(backend="auto"), hf())
+    assert p["backend"] == "textgen" and p["loader"] == "Transformers"
+
+
+def test_backend_auto_with_unservable_format_is_refused():
+    assert plan(inst(backend="auto"), hf(format="diffusers"))["refused"]
+
+
+# ---------------------------------------------------------------- instance variables
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"name": None}, "ws/?: name:"),
+        ({"name": "Coder"}, "not a valid instance name"),
+        ({"name": "a/b"}, "not a valid instance name"),
+        ({"name": "-x"}, "not a valid instance name"),
+        ({"name": "x" * 41}, "not a valid instance name"),
+        ({"port": None}, "port: is required"),
+        ({"port": 0}, "port: 0 is not a port number"),
+        ({"port": 70000}, "70000 is not a port number"),
+        ({"port": "http"}, "'http' is not a port number"),
+        ({"api_port": None}, "api_port: is required for textgen"),
+        ({"api_port": 7861}, "api_port: must differ from port"),
+        ({"backend": "vllm"}, "unknown backend 'vllm'"),
+        ({"state": "running"}, "must be present or absent"),
+        ({"model": None}, "model: is required"),
+        ({"load_in_4bit": "maybe"}, "load_in_4bit: must be true or false"),
+        ({"ctx_size": 0}, "ctx_size: must be a positive whole number"),
+        ({"flags": "--cpu"}, "flags: must be a list of strings"),
+        ({"env": {"A": "1"}}, "env: only applies to the ollama backend"),
+        ({"bind": "0.0.0.0 #x"}, "is not an address to listen on"),
+        ({"trust_remote_cod": True}, "trust_remote_cod: unknown instance variable"),
+    ],
+)
+def test_bad_instance_variables_are_refused_by_name(overrides, needle):
+    p = plan(inst(**overrides) if "name" not in overrides or overrides["name"] else _without_name(overrides))
+    assert p["refused"] and needle in errors_of(p), p["errors"]
+
+
+def _without_name(overrides):
+    i = inst(**{k: v for k, v in overrides.items() if k != "name"})
+    i.pop("name", None)
+    return i
+
+
+def test_api_port_on_other_backends_is_refused():
+    p = plan(inst(backend="ollama"))
+    assert "only textgen has a separate API port" in errors_of(p)
+
+
+def test_port_as_digit_string_is_accepted():
+    assert plan(inst(port="7861"))["port"] == 7861
+
+
+def test_string_booleans_from_extra_vars_are_accepted():
+    assert plan(inst(load_in_4bit="true"), hf(), NV8)["fits"] is True
+
+
+def test_instance_that_is_not_a_mapping_is_refused():
+    p = sp.plan_instance("coder", None, NV24, None, HOST)
+    assert p["refused"] and "must be a mapping" in errors_of(p)
+
+
+def test_absent_instance_needs_no_model_or_ports_and_is_not_refused():
+    p = sp.plan_instance({"name": "old", "backend": "ollama", "state": "absent"}, None, NV24, None, HOST)
+    assert p["errors"] == [] and p["refused"] is False and p["ports"] == []
+
+
+def test_missing_model_facts_are_refused():
+    p = sp.plan_instance(inst(), None, NV24, None, HOST, model_root=ROOT)
+    assert "was not inspected" in errors_of(p)
+
+
+# ---------------------------------------------------------------- host-level checks
+
+
+def host(instances, models=None, gpu=NV24, mem=65536, used=()):
+    models = models if models is not None else {ROOT + "/m": gguf(), ROOT + "/h": hf()}
+    return sp.plan_host(HOST, instances, models, gpu, mem, used, model_root=ROOT)
+
+
+def test_host_plan_of_good_instances_is_not_refused():
+    hp = host([inst(), inst(name="chat", backend="ollama", api_port=None, port=11435)])
+    assert hp["refused"] is False and hp["errors"] == []
+    assert [p["name"] for p in hp["instances"]] == ["coder", "chat"]
+
+
+def test_duplicate_instance_names_are_refused():
+    hp = host([inst(), inst(port=7862, api_port=5020)])
+    assert any("two instances are named coder" in e for e in hp["errors"])
+
+
+def test_two_instances_on_one_port_are_refused_naming_both():
+    hp = host([inst(), inst(name="chat", backend="ollama", api_port=None, port=7861)])
+    msg = "ws: port 7861 is used by both ws/coder (port) and ws/chat (port)"
+    assert msg in hp["errors"]
+    assert msg in hp["instances"][0]["errors"] and msg in hp["instances"][1]["errors"]
+
+
+def test_api_port_collision_is_refused():
+    hp = host([inst(), inst(name="b", port=7862, api_port=5010)])
+    assert "ws: port 5010 is used by both ws/coder (api_port) and ws/b (api_port)" in hp["errors"]
+
+
+def test_internal_llama_server_port_collision_is_refused_naming_both():
+    hp = host([inst(), inst(name="chat", backend="ollama", api_port=None, port=5015)])
+    assert any(
+        "port 5015 is used by both ws/coder (internal llama-server port, api_port+5) and ws/chat (port)" in e
+        for e in hp["errors"]
+    )
+
+
+def test_internal_port_is_free_for_the_transformers_loader():
+    hp = host([inst(model="h"), inst(name="chat", backend="ollama", api_port=None, port=5015)])
+    assert hp["errors"] == []
+
+
+def test_own_ui_port_on_own_internal_port_is_refused():
+    hp = host([inst(port=5015)])
+    assert any("port 5015 is both its port and its internal llama-server port" in e for e in hp["errors"])
+
+
+def test_internal_port_past_65535_is_refused():
+    hp = host([inst(api_port=65533)])
+    assert any("port 65538" in e and "outside 1-65535" in e for e in hp["errors"])
+
+
+def test_port_used_by_another_service_is_refused():
+    hp = host([inst()], used=[22, 7861])
+    assert "ws/coder: port 7861 (port) is already used by another service on the host" in hp["errors"]
+
+
+def test_absent_instances_do_not_hold_ports():
+    hp = host(
+        [inst(), {"name": "old", "backend": "textgen", "state": "absent", "port": 7861, "api_port": 5010}]
+    )
+    assert hp["errors"] == []
+
+
+def test_models_are_looked_up_by_resolved_path_or_as_written():
+    assert host([inst(model="x")], models={"x": gguf()})["errors"] == []
+    assert host([inst(model="x")], models={ROOT + "/x": gguf()})["errors"] == []
+
+
+def test_two_ollama_instances_on_one_models_dir_get_noprune():
+    hp = host(
+        [
+            inst(name="a", backend="ollama", api_port=None, port=11435),
+            inst(name="b", backend="ollama", api_port=None, port=11436),
+        ]
+    )
+    assert all(p["env"]["OLLAMA_NOPRUNE"] == "1" for p in hp["instances"])
+
+
+def test_instances_that_overcommit_the_gpu_get_a_warning():
+    hp = host([inst(model="h"), inst(name="b", model="h", port=7862, api_port=5020)])
+    assert hp["errors"] == [] and any("together need about" in w for w in hp["warnings"])
+
+
+def test_model_instances_not_a_list_is_refused():
+    hp = sp.plan_host(HOST, {"name": "x"}, {}, NV24)
+    assert hp["refused"] and "must be a list" in hp["errors"][0]
+
+
+def test_host_errors_aggregate_every_instance_error_once():
+    hp = host([inst(flags=["--bogus"]), inst(name="b", backend="ollama", api_port=None, port=7861)])
+    assert len(hp["errors"]) == len(set(hp["errors"]))
+    assert any(e.startswith("ws/coder: flags: --bogus") for e in hp["errors"])
+    assert any("port 7861 is used by both" in e for e in hp["errors"])
+
+
+def test_model_paths_lists_present_instances_once_resolved():
+    instances = [inst(), inst(name="b"), inst(name="c", model="/abs.gguf"), {"name": "d", "state": "absent"}]
+    assert sp.model_paths(instances, ROOT) == [ROOT + "/m", "/abs.gguf"]
+
+
+def test_plan_table_has_a_header_and_one_row_per_instance():
+    hp = host([inst(), inst(name="bad", port=7861, api_port=5020)])
+    lines = sp.plan_table(hp)
+    assert lines[0].split()[:4] == ["HOST", "INSTANCE", "BACKEND", "LOADER"]
+    assert len(lines) == 3
+    assert "refused" in lines[2] and "7861/5010" in lines[1]
