@@ -26,7 +26,7 @@ import struct
 MAX_COUNT = 1 << 24  # more tensors or metadata pairs than this is a corrupt header
 MAX_DIMS = 8  # ggml uses 4; anything above 8 is corrupt
 MAX_ARRAY_DEPTH = 4
-MAX_GGUF_HEADER = 256 * 1024 * 1024  # a GGUF header larger than this is refused
+MAX_GGUF_HEADER = 64 * 1024 * 1024  # a GGUF header larger than this is refused (real ones: < 16 MiB)
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors library refuses more
 MAX_JSON_FILE = 16 * 1024 * 1024  # config.json and friends
 FIRST_CHUNK = 64 * 1024
@@ -489,7 +489,8 @@ def read_gguf_header(path, ctx=None):
         reader.pos = 8
         tensor_count = reader.read_u64()
         kv_count = reader.read_u64()
-        if tensor_count > MAX_COUNT or kv_count > MAX_COUNT:
+        # a metadata pair takes at least 12 bytes, a tensor info at least 24
+        if tensor_count > MAX_COUNT or kv_count > MAX_COUNT or kv_count * 12 + tensor_count * 24 > size:
             raise ModelError(
                 f"{path}: corrupt GGUF header: absurd counts "
                 f"({tensor_count} tensors, {kv_count} metadata pairs)"
@@ -893,16 +894,15 @@ def inspect_safetensors_file(path, ctx, result):
     if dominant and dominant.startswith("F8"):
         result["format"] = "fp8"
     result["complete"] = True
-    result["servable"] = True
     if header["file_size"] < header["required_size"]:
         result["complete"] = False
-        result["servable"] = False
         result["reasons"].append(
             f"truncated: {path} should hold at least {header['required_size']} bytes, "
             f"found {header['file_size']}: the download was probably interrupted"
         )
     result["reasons"].append(
-        "a lone safetensors file carries no config.json: loaders need the whole model directory"
+        "a lone safetensors file carries no config.json: loaders need the whole model directory, "
+        "so give its directory"
     )
     return result
 
@@ -932,9 +932,9 @@ def inspect_pytorch_file(path, ctx, result, head):
     result["files"] = [path]
     result["size_bytes"] = os.path.getsize(path)
     result["complete"] = True
-    result["servable"] = True
     result["reasons"].append(
-        "a PyTorch checkpoint's parameters are not counted: reading them would mean unpickling the file"
+        "a lone PyTorch checkpoint carries no config.json: loaders need the whole model directory, "
+        "so give its directory; its parameters are not counted (that would mean unpickling it)"
     )
     return result
 

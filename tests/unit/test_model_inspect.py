@@ -364,6 +364,14 @@ def test_absurd_tensor_or_kv_count_is_a_corrupt_header(tmp_path, offset, what):
     assert "absurd counts" in r["error"] and what in r["error"]
 
 
+def test_tensor_count_the_file_cannot_hold_is_a_corrupt_header(tmp_path):
+    path = _tiny(tmp_path)
+    _patch(path, 8, struct.pack("<Q", 1000000))  # under 2**24, but 24 MB of tensor infos
+    r = mi.inspect_path(path)
+    assert "absurd counts (1000000 tensors" in r["error"]
+    assert r["bytes_read"] <= 128 * 1024
+
+
 def test_string_length_past_the_end_of_the_file_is_a_corrupt_header(tmp_path):
     path = _tiny(tmp_path)
     _patch(path, 24, struct.pack("<Q", 2**50))  # length of the first key
@@ -415,6 +423,7 @@ def test_single_safetensors_file_counts_params_from_shapes(tmp_path):
     path = write_safetensors(tmp_path / "model.safetensors", tensors)
     r = mi.inspect_path(path)
     assert r["format"] == "safetensors" and r["complete"] is True
+    assert r["servable"] is False and any("give its directory" in s for s in r["reasons"])
     assert r["params"] == shape_params(tensors) and r["params_source"] == "tensors"
     assert r["quantization"] == {"name": "F16", "bits": 16.0}
     assert r["size_bytes"] == os.path.getsize(path)
@@ -654,6 +663,7 @@ def test_single_pt_file_from_an_old_pickle_checkpoint_is_pytorch(tmp_path):
     path.write_bytes(pickle.dumps({"w": [0.0] * 10}, protocol=2))
     r = mi.inspect_path(str(path))
     assert r["format"] == "pytorch" and r["size_bytes"] == path.stat().st_size and r["complete"]
+    assert r["servable"] is False and any("give its directory" in s for s in r["reasons"])
 
 
 def test_bin_file_that_is_not_a_checkpoint_is_an_error(tmp_path):
