@@ -1,0 +1,100 @@
+"""Jinja filters that expose the serving planner to playbooks and templates.
+
+The planning logic lives in plugins/module_utils/serving_plan.py (and the textgen flag
+table in textgen_flags.py). Controller-side plugins cannot import custom module_utils
+through ``ansible.module_utils``, so this file loads serving_plan.py by its path,
+relative to this file; serving_plan.py finds textgen_flags.py the same way.
+"""
+
+import importlib.util
+import os
+
+from ansible.errors import AnsibleFilterError
+
+_MODULE_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location("lab_" + name, os.path.join(_MODULE_UTILS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+serving_plan = _load("serving_plan")
+textgen_flags = serving_plan.textgen_flags
+
+
+def _int_or_none(value, what):
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"{what} must be a whole number, got {value!r}") from exc
+
+
+def serving_plan_host(
+    instances,
+    host,
+    models,
+    gpu,
+    host_mem_mib=None,
+    used_ports=(),
+    model_root=None,
+    bind=serving_plan.DEFAULT_BIND,
+    ollama_models_dir=serving_plan.DEFAULT_OLLAMA_MODELS_DIR,
+):
+    """``model_instances | serving_plan_host(host, models, gpu, ...)``: the host plan dict."""
+    return serving_plan.plan_host(
+        host,
+        instances,
+        models,
+        gpu,
+        _int_or_none(host_mem_mib, "host_mem_mib"),
+        list(used_ports or ()),
+        model_root,
+        bind,
+        ollama_models_dir,
+    )
+
+
+def serving_model_paths(instances, model_root=None):
+    """``model_instances | serving_model_paths(model_store.mount_path)``: paths for model_facts."""
+    return serving_plan.model_paths(instances, model_root)
+
+
+def serving_plan_table(host_plans):
+    """A plan (or list of plans) as table lines for ``debug``."""
+    return serving_plan.plan_table(host_plans)
+
+
+def textgen_cmd_flags(plan_or_lines, header=()):
+    """CMD_FLAGS.txt text: an instance plan's ``cmd_flags``, or rendered from a list of flag lines."""
+    if isinstance(plan_or_lines, dict):
+        return plan_or_lines.get("cmd_flags", "")
+    try:
+        return textgen_flags.render_cmd_flags(
+            list(plan_or_lines), [header] if isinstance(header, str) else header
+        )
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def textgen_flags_check(flags):
+    """``flags | textgen_flags_check``: ``{"flags": [lines], "errors": [...], "warnings": [...]}``."""
+    lines, errors, warnings = textgen_flags.normalise_flags(flags)
+    return {"flags": lines, "errors": errors, "warnings": warnings}
+
+
+class FilterModule:
+    """Serving plan filters."""
+
+    def filters(self):
+        return {
+            "serving_plan_host": serving_plan_host,
+            "serving_model_paths": serving_model_paths,
+            "serving_plan_table": serving_plan_table,
+            "textgen_cmd_flags": textgen_cmd_flags,
+            "textgen_flags_check": textgen_flags_check,
+        }

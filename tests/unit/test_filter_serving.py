@@ -1,0 +1,92 @@
+"""The serving filter plugin: registration, loading outside the test harness, behaviour."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import serving
+from ansible.errors import AnsibleFilterError
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODEL = {
+    "format": "gguf",
+    "layers": 2,
+    "heads": 4,
+    "kv_heads": 4,
+    "embedding_length": 64,
+    "context_length": 2048,
+    "size_bytes": 17 * 1024 * 1024,
+    "complete": True,
+    "servable": True,
+    "name_tags": {"purpose": []},
+}
+INSTANCES = [{"name": "tiny", "backend": "textgen", "model": "tiny.gguf", "port": 7861, "api_port": 5010}]
+GPU = {"vendor": "none", "total_vram_mib": 0}
+
+
+def test_filter_module_registers_every_filter():
+    names = set(serving.FilterModule().filters())
+    assert names == {
+        "serving_plan_host",
+        "serving_model_paths",
+        "serving_plan_table",
+        "textgen_cmd_flags",
+        "textgen_flags_check",
+    }
+
+
+def test_serving_plan_host_filter_plans_with_string_memory_from_inventory():
+    hp = serving.serving_plan_host(INSTANCES, "lab", {"/m/tiny.gguf": MODEL}, GPU, "2048", [], "/m")
+    assert hp["refused"] is False
+    (p,) = hp["instances"]
+    assert p["loader"] == "llama.cpp" and "--gpu-layers 0" in p["flags"]
+    json.dumps(hp)  # the playbook writes it as JSON
+
+
+def test_serving_plan_host_filter_rejects_non_numeric_memory():
+    with pytest.raises(AnsibleFilterError):
+        serving.serving_plan_host(INSTANCES, "lab", {}, GPU, "lots")
+
+
+def test_serving_model_paths_filter_resolves_relative_paths():
+    assert serving.serving_model_paths(INSTANCES, "/m") == ["/m/tiny.gguf"]
+
+
+def test_serving_plan_table_filter_returns_lines():
+    hp = serving.serving_plan_host(INSTANCES, "lab", {"/m/tiny.gguf": MODEL}, GPU, None, [], "/m")
+    lines = serving.serving_plan_table(hp)
+    assert lines[0].startswith("HOST") and lines[1].startswith("lab")
+
+
+def test_textgen_cmd_flags_filter_takes_a_plan_or_lines():
+    assert serving.textgen_cmd_flags({"cmd_flags": "x\n"}) == "x\n"
+    assert serving.textgen_cmd_flags(["--cpu"], "managed") == "# managed\n--cpu\n"
+
+
+def test_textgen_cmd_flags_filter_refuses_an_inline_comment():
+    with pytest.raises(AnsibleFilterError):
+        serving.textgen_cmd_flags(["--cpu # why"])
+
+
+def test_textgen_flags_check_filter_reports_errors_and_normalised_flags():
+    out = serving.textgen_flags_check(["--n-gpu-layers 3", "--use_flash_attention_2"])
+    assert out["flags"] == ["--gpu-layers 3"]
+    assert "--attn-implementation flash_attention_2" in out["errors"][0]
+    assert out["warnings"]
+
+
+def test_filter_loads_without_the_test_harness_as_ansible_would():
+    # A fresh interpreter without conftest: ansible.module_utils has no serving_plan
+    # or textgen_flags, so the filter must load them by file path.
+    code = (
+        "import sys; sys.path.insert(0, 'plugins/filter'); import serving; "
+        "print(serving.textgen_flags_check(['--listen'])['errors'][0]); "
+        "print(serving.serving_plan.textgen_flags.__name__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert "--listen is set by the planner" in first
+    assert second == "lab_textgen_flags"

@@ -1,0 +1,117 @@
+"""playbooks/plan.yml end to end against localhost (connection local, GPU from inventory)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PLAYBOOK_BIN = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+pytestmark = [
+    pytest.mark.skipif(
+        not os.path.exists(os.path.join(ROOT, "plugins", "modules", "model_facts.py")),
+        reason="the model_facts module is not in this tree yet",
+    ),
+    pytest.mark.skipif(not os.path.exists(PLAYBOOK_BIN), reason="ansible-playbook is not beside this Python"),
+]
+
+GGUF_NAME = "Tiny-Llama-Instruct-Q4_K_M.gguf"
+
+
+@pytest.fixture
+def lab(tmp_path):
+    fixtures = pytest.importorskip("fixtures_models")
+    models = tmp_path / "models"
+    models.mkdir()
+    fixtures.write_gguf(str(models / GGUF_NAME), name="Tiny Llama Instruct")
+    return tmp_path
+
+
+def write_inventory(tmp_path, instances, **hostvars):
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "gpu_vendor": "nvidia",
+        "gpu_vram_mib": 8192,
+        "host_mem_mib": 16384,
+        "model_store": {"mount_path": str(tmp_path / "models")},
+        "model_instances": instances,
+    }
+    host.update(hostvars)
+    path = tmp_path / "hosts.yml"
+    path.write_text(json.dumps({"all": {"hosts": {"planhost": host}}}))  # JSON is YAML
+    return str(path)
+
+
+def run_plan(inventory, plan_dir, *extra):
+    return subprocess.run(
+        [PLAYBOOK_BIN, "-i", inventory, "playbooks/plan.yml", "-e", f"plan_dir={plan_dir}", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false"),
+    )
+
+
+CODER = {"name": "coder", "backend": "textgen", "model": GGUF_NAME, "port": 7861, "api_port": 5010}
+
+
+def test_plan_prints_the_table_and_writes_the_host_json(lab):
+    chat = {"name": "chat", "backend": "ollama", "model": str(lab / "models" / GGUF_NAME), "port": 11435}
+    inventory = write_inventory(lab, [dict(CODER, flags=["--ctx-size 2048"]), chat])
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "INSTANCE" in proc.stdout and "coder" in proc.stdout and "chat" in proc.stdout
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    assert plan["refused"] is False and plan["gpu"]["source"] == "inventory"
+    coder, chat_plan = plan["instances"]
+    for key in ("name", "backend", "loader", "flags", "cmd_flags", "env", "port", "api_port"):
+        assert key in coder
+    for key in ("estimated_vram_mib", "fits", "reasons"):
+        assert key in coder
+    assert coder["loader"] == "llama.cpp" and coder["fits"] is True
+    assert "--ctx-size 2048" in coder["cmd_flags"].splitlines()
+    assert coder["model"] == str(lab / "models" / GGUF_NAME)
+    assert chat_plan["env"]["OLLAMA_HOST"] == "0.0.0.0:11435"
+
+
+def test_refused_instance_fails_after_writing_and_lists_every_error(lab):
+    bad = dict(CODER, flags=["--use_flash_attention_2"])
+    clash = {"name": "chat", "backend": "ollama", "model": GGUF_NAME, "port": 5015}
+    inventory = write_inventory(lab, [bad, clash])
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "planhost/coder: flags: --use_flash_attention_2" in out
+    assert "use --attn-implementation flash_attention_2" in out
+    assert "port 5015 is used by both planhost/coder" in out
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    assert plan["refused"] is True and len(plan["errors"]) == 2
+
+
+def test_missing_model_file_is_refused_with_the_model_error(lab):
+    inventory = write_inventory(lab, [dict(CODER, model="nope.gguf")])
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode != 0
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    assert any(e.startswith("planhost/coder: model: ") and "nope.gguf" in e for e in plan["errors"])
+
+
+def test_check_mode_still_writes_the_plan_and_changes_nothing_on_the_host(lab):
+    inventory = write_inventory(lab, [CODER])
+    before = sorted(os.listdir(lab / "models"))
+    proc = run_plan(inventory, lab / "plan", "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (lab / "plan" / "planhost.json").exists()
+    assert sorted(os.listdir(lab / "models")) == before
+
+
+def test_host_without_instances_is_skipped(lab):
+    inventory = write_inventory(lab, [])
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (lab / "plan" / "planhost.json").exists()
