@@ -1,0 +1,212 @@
+"""Bad model_instances input is refused before anything changes on the host.
+
+Each case runs ``ansible-playbook playbooks/instances.yml --check`` against localhost
+(connection local, no containers) with one bad instance list and asserts that the play
+fails in validation, naming the instance and the variable, with no task reporting a
+change. The models are real-format headers written by the gguf and safetensors packages.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from fixtures_models import write_gguf, write_hf_dir
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PLAYBOOK = os.path.join(ROOT, "playbooks", "instances.yml")
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    write_gguf(root / "small-Q4_K_M.gguf", name="small")
+    # Complete, but its metadata asks for a KV cache no host has: 80 layers x 1M context.
+    write_gguf(
+        root / "huge-ctx-Q4_K_M.gguf",
+        name="huge",
+        block_count=80,
+        embedding_length=8192,
+        head_count=64,
+        head_count_kv=8,
+        context_length=1048576,
+    )
+    files = write_gguf(root / "cut-Q4_K_M.gguf", name="cut")
+    with open(files[0], "r+b") as fh:
+        fh.truncate(os.path.getsize(files[0]) - 1000)
+    write_hf_dir(root / "model-exl2", config={"quantization_config": {"quant_method": "exl2", "bits": 4.0}})
+    write_hf_dir(
+        root / "remote-code", config={"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}}
+    )
+    return str(root)
+
+
+def run(tmp_path, store, host_instances):
+    """Run the play once for several localhost aliases, one instance list each (parallel forks).
+
+    Returns ``{host: {"failed": bool, "changed": int, "messages": text}}`` from the json callback.
+    """
+    hosts = {
+        host: {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "model_instances": insts,
+        }
+        for host, insts in host_instances.items()
+    }
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": hosts,
+                    "vars": {"model_store": {"mount_path": store}, "gpu_vendor": "none"},
+                    "children": {"model_hosts": {"hosts": {h: {} for h in hosts}}},
+                }
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+        ANSIBLE_CACHE_PLUGIN="memory",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+        ANSIBLE_FORKS="20",
+    )
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(
+        [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), "--check", PLAYBOOK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(proc.stdout)
+    results = {h: {"failed": False, "changed": 0, "messages": ""} for h in hosts}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, res in task["hosts"].items():
+                if res.get("failed"):
+                    results[host]["failed"] = True
+                    results[host]["messages"] += json.dumps(res.get("msg", res)) + "\n"
+                if res.get("changed"):
+                    results[host]["changed"] += 1
+    for host, stats in report["stats"].items():
+        results[host]["stats"] = stats
+    results["_stderr"] = proc.stderr
+    return results
+
+
+def llamacpp(name="llm", port=18101, **kw):
+    return dict({"name": name, "backend": "llamacpp", "model": "small-Q4_K_M.gguf", "port": port}, **kw)
+
+
+def textgen(name="coder", port=17861, api_port=15010, **kw):
+    return dict(
+        {
+            "name": name,
+            "backend": "textgen",
+            "model": "small-Q4_K_M.gguf",
+            "port": port,
+            "api_port": api_port,
+        },
+        **kw,
+    )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CASES = {
+    "duplicate names": (
+        [llamacpp(), llamacpp(port=18102)],
+        r"case\d+/llm: name: two instances are named llm",
+    ),
+    "unsafe name": (
+        [llamacpp(name="../etc")],
+        r"case\d+/\.\./etc: name: '\.\./etc' is not a valid instance name",
+    ),
+    "ports collide": (
+        [llamacpp(), llamacpp(name="llm2")],
+        r"port 18101 is used by both case\d+/llm \(port\) and case\d+/llm2 \(port\)",
+    ),
+    "textgen internal llama-server port collides": (
+        [textgen(), llamacpp(port=15015)],
+        r"port 15015 is used by both .*internal llama-server port, api_port\+5",
+    ),
+    "unknown backend": ([llamacpp(backend="vllm")], r"case\d+/llm: backend: unknown backend 'vllm'"),
+    "model missing": ([llamacpp(model="nope.gguf")], r"case\d+/llm: model: .*nope\.gguf"),
+    "model incomplete": (
+        [llamacpp(model="cut-Q4_K_M.gguf")],
+        r"case\d+/llm: model: .*cut-Q4_K_M\.gguf is incomplete",
+    ),
+    "model does not fit": (
+        [llamacpp(model="huge-ctx-Q4_K_M.gguf", ctx_size=1048576)],
+        r"case\d+/llm: .*(does not fit|RAM)",
+    ),
+    "EXL2 on textgen": (
+        [textgen(model="model-exl2")],
+        r"case\d+/coder: model: .*is EXL2.*no ExLlamaV2 loader",
+    ),
+    "removed textgen flag": (
+        [textgen(flags=["--use_flash_attention_2"])],
+        r"case\d+/coder: flags: --use_flash_attention_2 .*--attn-implementation flash_attention_2",
+    ),
+    "trust_remote_code needed": (
+        [textgen(model="remote-code")],
+        r"case\d+/coder: trust_remote_code: .*needs --trust-remote-code",
+    ),
+    "textgen without api_port": (
+        [{"name": "coder", "backend": "textgen", "model": "small-Q4_K_M.gguf", "port": 17861}],
+        r"case\d+/coder: api_port: is required for textgen",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory, store):
+    """One check-mode run: a host per bad case, one with a port held by another service, one good."""
+    port = free_port()
+    hosts = {f"case{i}": CASES[name][0] for i, name in enumerate(sorted(CASES))}
+    hosts["taken"] = [llamacpp(port=port)]
+    hosts["good"] = [llamacpp(port=free_port(), bind="127.0.0.1")]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(1)
+        results = run(tmp_path_factory.mktemp("run"), store, hosts)
+    results["_port"] = port
+    return results
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_refused_before_any_change(outcome, case):
+    result = outcome[f"case{sorted(CASES).index(case)}"]
+    _, pattern = CASES[case]
+    assert result["failed"], result
+    assert "refused, nothing was changed" in result["messages"], result
+    assert re.search(pattern, result["messages"]), result
+    assert result["changed"] == 0, result
+
+
+def test_port_taken_by_another_service_is_refused(outcome):
+    result = outcome["taken"]
+    port = outcome["_port"]
+    assert result["failed"], result
+    pattern = rf"taken/llm: port {port} \(port\) is already used by another service on the host"
+    assert re.search(pattern, result["messages"]), result
+    assert result["changed"] == 0, result
+
+
+def test_good_input_passes_validation_in_check_mode(outcome):
+    result = outcome["good"]
+    assert "refused" not in result["messages"], result
