@@ -14,7 +14,7 @@ export AILAB_CACHE ?= /var/cache/ailab
 
 SCENARIOS ?= default
 
-.PHONY: help venv host-tools images lint test test-unit test-molecule test-integration lab lab-down clean
+.PHONY: help venv host-tools images artifacts lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
 
 help:
 	@echo "make lab       set up everything and converge the local lab (containers)"
@@ -35,6 +35,14 @@ host-tools:
 images: host-tools
 	tests/images/build.sh 12 13
 
+# Local stand-ins for what cannot be downloaded here, built once per machine under
+# $(AILAB_CACHE): the tiny real GGUF, the llama-cpp-python wheelhouse (minutes the
+# first time), the packaged textgen and Ollama stand-ins.
+artifacts: venv
+	$(BIN)/python tests/fixtures/make_tiny_gguf.py >/dev/null
+	PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_wheelhouse.sh >/dev/null
+	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
+
 lint: venv
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
@@ -44,18 +52,23 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
 
-test-molecule: venv images
+test-molecule: venv images artifacts
 	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
 
-test-integration: venv images
+test-integration: venv images artifacts
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then $(BIN)/pytest -q tests/integration; \
 	else echo "no integration tests yet"; fi
 
 test: lint test-unit test-molecule test-integration
 
-lab: venv images
+lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/lab_up.yml
 	$(BIN)/ansible-playbook site.yml
+	$(BIN)/ansible-playbook playbooks/verify.yml
+	$(BIN)/ansible-playbook playbooks/lab_complete.yml
+
+bench: venv
+	$(BIN)/python benchmarks/bench_inspect.py
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml
