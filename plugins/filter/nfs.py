@@ -108,7 +108,9 @@ def nfs_export_check(
         options = [str(o) for o in list(default_options) + list(export.get("options") or [])]
         bad = [o for o in options if o in _RESERVED_EXPORT_OPTIONS]
         if bad:
-            errors.append(f"{where}.options must not hold {bad}: access comes from clients (ro) and writers (rw)")
+            errors.append(
+                f"{where}.options must not hold {bad}: access comes from clients (ro) and writers (rw)"
+            )
             continue
         merged = []
         for option in options:
@@ -272,7 +274,8 @@ def model_store_checksum(checksum):
     algo = algo.lower()
     if algo not in CHECKSUM_ALGORITHMS:
         raise ValueError(
-            f"checksum algorithm {algo!r} is not accepted (use one of {', '.join(sorted(CHECKSUM_ALGORITHMS))})"
+            f"checksum algorithm {algo!r} is not accepted "
+            f"(use one of {', '.join(sorted(CHECKSUM_ALGORITHMS))})"
         )
     if len(digest) != CHECKSUM_ALGORITHMS[algo] or not _HEX.match(digest):
         raise ValueError(f"checksum {checksum!r}: a {algo} digest is {CHECKSUM_ALGORITHMS[algo]} hex digits")

@@ -24,7 +24,9 @@ def check(exports, **kw):
 
 
 def test_model_store_export_is_read_only_for_clients_and_rw_for_writers():
-    result = check([{"path": "/media/data/models/", "clients": ["workstation", "amdbox"], "writers": ["localcloud"]}])
+    result = check(
+        [{"path": "/media/data/models/", "clients": ["workstation", "amdbox"], "writers": ["localcloud"]}]
+    )
     assert result["errors"] == []
     export = result["exports"][0]
     assert export["path"] == "/media/data/models"
@@ -81,10 +83,13 @@ def test_same_path_twice_is_refused():
 
 
 def test_kernel_line_lists_each_client_with_its_options():
-    export = check([{"path": "/m", "clients": ["workstation"], "writers": ["10.1.0.0/16"], "options": ["root_squash"]}])
+    export = check(
+        [{"path": "/m", "clients": ["workstation"], "writers": ["10.1.0.0/16"], "options": ["root_squash"]}]
+    )
     line = nfs_kernel_export_line(export["exports"][0])
     assert line == (
-        "/m workstation(ro,sync,no_subtree_check,sec=sys,root_squash) 10.1.0.0/16(rw,sync,no_subtree_check,sec=sys,root_squash)"
+        "/m workstation(ro,sync,no_subtree_check,sec=sys,root_squash)"
+        " 10.1.0.0/16(rw,sync,no_subtree_check,sec=sys,root_squash)"
     )
 
 
@@ -201,4 +206,8 @@ def test_bad_models_are_refused_naming_the_entry(model, message):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) >= {"nfs_export_check", "nfs_mount_check", "model_store_models_check"}
+    assert set(FilterModule().filters()) >= {
+        "nfs_export_check",
+        "nfs_mount_check",
+        "model_store_models_check",
+    }

@@ -18,41 +18,90 @@ import yaml
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "nfs_bad_input", "playbook.yml")
 SHA = "0" * 64
-STORE = {"server": "localcloud", "path": "/media/data/models", "mount_path": "/media/data/models", "clients": []}
+STORE = {
+    "server": "localcloud",
+    "path": "/media/data/models",
+    "mount_path": "/media/data/models",
+    "clients": [],
+}
 
 # host: (group, host vars, expected message fragment)
 CASES = {
-    "srv-empty-path": ("servers", {"nfs_server_exports": [{"path": "", "clients": ["localcloud"]}]},
-                       "nfs_server_exports[0].path is empty"),
-    "srv-relative-path": ("servers", {"nfs_server_exports": [{"path": "srv/models", "clients": ["localcloud"]}]},
-                          "nfs_server_exports[0].path 'srv/models' is relative"),
-    "srv-store-path-empty": ("servers", {"model_store": {"server": "srv-store-path-empty", "path": "", "clients": []}},
-                             "nfs_server_exports[0].path is empty"),
-    "srv-unknown-client": ("servers", {"nfs_server_exports": [{"path": "/srv/m", "clients": ["no-such-host"]}]},
-                           "client 'no-such-host' is neither an inventory host nor an IP address/network"),
-    "srv-world-star": ("servers", {"nfs_server_exports": [{"path": "/srv/m", "clients": ["*"]}]},
-                       "set nfs_server_allow_world: true"),
-    "srv-world-net": ("servers", {"nfs_server_extra_exports": [{"path": "/srv/m", "writers": ["0.0.0.0/0"]}]},
-                      "nfs_server_extra_exports[0].writers: client '0.0.0.0/0' opens the export to the world"),
-    "srv-bad-implementation": ("servers", {"nfs_server_implementation": "nfsd"},
-                               "nfs_server_implementation"),
-    "cli-no-export": ("clients", {"nfs_client_mounts": [{"server": "localcloud", "export": "/nope", "path": "/mnt/x"}]},
-                      "nfs_client_mounts[0]: no export '/nope' on localcloud"),
+    "srv-empty-path": (
+        "servers",
+        {"nfs_server_exports": [{"path": "", "clients": ["localcloud"]}]},
+        "nfs_server_exports[0].path is empty",
+    ),
+    "srv-relative-path": (
+        "servers",
+        {"nfs_server_exports": [{"path": "srv/models", "clients": ["localcloud"]}]},
+        "nfs_server_exports[0].path 'srv/models' is relative",
+    ),
+    "srv-store-path-empty": (
+        "servers",
+        {"model_store": {"server": "srv-store-path-empty", "path": "", "clients": []}},
+        "nfs_server_exports[0].path is empty",
+    ),
+    "srv-unknown-client": (
+        "servers",
+        {"nfs_server_exports": [{"path": "/srv/m", "clients": ["no-such-host"]}]},
+        "client 'no-such-host' is neither an inventory host nor an IP address/network",
+    ),
+    "srv-world-star": (
+        "servers",
+        {"nfs_server_exports": [{"path": "/srv/m", "clients": ["*"]}]},
+        "set nfs_server_allow_world: true",
+    ),
+    "srv-world-net": (
+        "servers",
+        {"nfs_server_extra_exports": [{"path": "/srv/m", "writers": ["0.0.0.0/0"]}]},
+        "nfs_server_extra_exports[0].writers: client '0.0.0.0/0' opens the export to the world",
+    ),
+    "srv-bad-implementation": ("servers", {"nfs_server_implementation": "nfsd"}, "nfs_server_implementation"),
+    "cli-no-export": (
+        "clients",
+        {"nfs_client_mounts": [{"server": "localcloud", "export": "/nope", "path": "/mnt/x"}]},
+        "nfs_client_mounts[0]: no export '/nope' on localcloud",
+    ),
     # localcloud exports only /srv/elsewhere (below), so the model store mount has no export.
-    "cli-store-not-exported": ("clients", {}, "nfs_client_mounts[0]: no export '/media/data/models' on localcloud"),
-    "cli-relative-mount": ("clients", {"nfs_client_mounts": [{"server": "localcloud", "export": "/media/data/models",
-                                                              "path": "mnt/models"}]},
-                           "nfs_client_mounts[0].path 'mnt/models' must be an absolute path"),
-    "store-url-no-checksum": ("stores", {"model_store_models": [{"name": "a.gguf", "url": "http://127.0.0.1:9/a.gguf"}]},
-                              "model_store_models[0] (a.gguf) has a url but no checksum"),
-    "store-md5": ("stores", {"model_store_models": [{"name": "a.gguf", "url": "http://127.0.0.1:9/a.gguf",
-                                                     "checksum": "md5:" + "0" * 32}]},
-                  "checksum algorithm 'md5' is not accepted (use one of sha256, sha512)"),
-    "store-relative-path": ("stores", {"model_store_path": "models"},
-                            "model_store_path (model_store.path) \"models\" must be an absolute path"),
-    "store-name-escapes": ("stores", {"model_store_models": [{"name": "../etc/x", "src": "/tmp/x",
-                                                              "checksum": f"sha256:{SHA}"}]},
-                           "must be a path relative to the store, inside it"),
+    "cli-store-not-exported": (
+        "clients",
+        {},
+        "nfs_client_mounts[0]: no export '/media/data/models' on localcloud",
+    ),
+    "cli-relative-mount": (
+        "clients",
+        {
+            "nfs_client_mounts": [
+                {"server": "localcloud", "export": "/media/data/models", "path": "mnt/models"}
+            ]
+        },
+        "nfs_client_mounts[0].path 'mnt/models' must be an absolute path",
+    ),
+    "store-url-no-checksum": (
+        "stores",
+        {"model_store_models": [{"name": "a.gguf", "url": "http://127.0.0.1:9/a.gguf"}]},
+        "model_store_models[0] (a.gguf) has a url but no checksum",
+    ),
+    "store-md5": (
+        "stores",
+        {
+            "model_store_models": [
+                {"name": "a.gguf", "url": "http://127.0.0.1:9/a.gguf", "checksum": "md5:" + "0" * 32}
+            ]
+        },
+        "checksum algorithm 'md5' is not accepted (use one of sha256, sha512)",
+    ),
+    "store-relative-path": (
+        "stores",
+        {"model_store_path": "models"},
+        'model_store_path (model_store.path) "models" must be an absolute path',
+    ),
+    "store-name-escapes": (
+        "stores",
+        {"model_store_models": [{"name": "../etc/x", "src": "/tmp/x", "checksum": f"sha256:{SHA}"}]},
+        "must be a path relative to the store, inside it",
+    ),
 }
 
 
@@ -87,12 +136,22 @@ def run(tmp_path_factory):
         ANSIBLE_HOST_KEY_CHECKING="False",
     )
     proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp / "hosts.yml"),
-         "--check", PLAYBOOK],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i",
+            str(tmp / "hosts.yml"),
+            "--check",
+            PLAYBOOK,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.stdout.strip(), proc.stderr
-    return proc.returncode, json.loads(proc.stdout[proc.stdout.index("{"):])
+    return proc.returncode, json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
 def _failures(report):

@@ -109,7 +109,9 @@ def test_verified_models_carry_a_stamp_with_size_and_mtime(hosts):
     stamp = store.file(f"{STORE}/.model_store/tiny-model.gguf.json").content_string
     assert f'"digest": "{TINY_SHA256}"' in stamp
     assert '"size": 3145728' in stamp
-    assert '"algo": "sha512"' in store.file(f"{STORE}/.model_store/local/local-model.gguf.json").content_string
+    assert (
+        '"algo": "sha512"' in store.file(f"{STORE}/.model_store/local/local-model.gguf.json").content_string
+    )
 
 
 def test_absent_model_was_removed(hosts):
@@ -175,7 +177,13 @@ def test_fstab_has_the_boot_safe_read_only_mount(hosts):
     entries = [x.split() for x in fstab.splitlines() if "/media/data/models" in x]
     assert len(entries) == 1
     src, path, fstype, opts, dump, passno = entries[0]
-    assert (src, path, fstype, dump, passno) == ("ailab-nfs-store:/srv/nfs/models", "/media/data/models", "nfs", "0", "0")
+    assert (src, path, fstype, dump, passno) == (
+        "ailab-nfs-store:/srv/nfs/models",
+        "/media/data/models",
+        "nfs",
+        "0",
+        "0",
+    )
     options = opts.split(",")
     assert options[0] == "ro"
     for wanted in ("_netdev", "nofail", "x-systemd.automount", "x-systemd.mount-timeout=30", "vers=4.2"):

@@ -35,9 +35,9 @@ def human_bytes(count):
     return f"{count} B"  # pragma: no cover
 
 
-def progress_line(name, done, total, elapsed):
-    """The line printed while a download runs."""
-    rate = done / elapsed if elapsed > 0 else 0
+def progress_line(name, done, total, elapsed, start=0):
+    """The line printed while a download runs (rate over the bytes fetched since start)."""
+    rate = max(0, done - start) / elapsed if elapsed > 0 else 0
     if total:
         percent = min(100.0, 100.0 * done / total)
         return f"{name}: {human_bytes(done)} of {human_bytes(total)} ({percent:.0f}%), {human_bytes(rate)}/s"
@@ -57,7 +57,15 @@ def stamp_matches(stamp, algo, digest, size, mtime):
 
 def curl_argv(url, part, resume=True, connect_timeout=30):
     """The curl command that fetches url into part."""
-    argv = ["curl", "--fail", "--silent", "--show-error", "--location", "--connect-timeout", str(connect_timeout)]
+    argv = [
+        "curl",
+        "--fail",
+        "--silent",
+        "--show-error",
+        "--location",
+        "--connect-timeout",
+        str(connect_timeout),
+    ]
     if resume:
         argv += ["--continue-at", "-"]
     return argv + ["--output", part, url]
@@ -75,7 +83,8 @@ class ActionModule(ActionBase):
         result = self._low_level_execute_command(f"/bin/sh -c {shlex.quote(script)}", sudoable=True)
         if check and result["rc"] != 0:
             raise AnsibleActionFail(
-                f"command failed on the store server (rc={result['rc']}): {script}\n{result['stderr'].strip()}"
+                f"command failed on the store server (rc={result['rc']}): {script}\n"
+                f"{result['stderr'].strip()}"
             )
         return result
 
@@ -113,7 +122,9 @@ class ActionModule(ActionBase):
                 display.display(f"model_store: {name}: resuming at {human_bytes(have)}")
             argv = " ".join(shlex.quote(a) for a in curl_argv(url, part, resume=resume))
             job = f"{argv} 2>{base}.log; echo $? > {base}.rc"
-            self._sh(f"rm -f {base}.rc {base}.log; setsid sh -c {shlex.quote(job)} </dev/null >/dev/null 2>&1 &")
+            self._sh(
+                f"rm -f {base}.rc {base}.log; setsid sh -c {shlex.quote(job)} </dev/null >/dev/null 2>&1 &"
+            )
             started = time.time()
             while True:
                 time.sleep(poll)
@@ -124,7 +135,7 @@ class ActionModule(ActionBase):
                 if len(lines) == 2:
                     rc = int(lines[0])
                     break
-                display.display(f"model_store: {progress_line(name, done, total, elapsed)}")
+                display.display(f"model_store: {progress_line(name, done, total, elapsed, have or 0)}")
                 if elapsed > timeout:
                     self._sh(f"pkill -f -- {shlex.quote('--output ' + part)} || true", check=False)
                     raise AnsibleActionFail(
@@ -132,7 +143,9 @@ class ActionModule(ActionBase):
                         f"the partial file {part} is kept and the next run resumes it"
                     )
             err = self._sh(f"cat {base}.log 2>/dev/null; rm -f {base}.rc {base}.log")["stdout"].strip()
-            display.display(f"model_store: {progress_line(name, done, total, time.time() - started)}, curl rc={rc}")
+            display.display(
+                f"model_store: {progress_line(name, done, total, time.time() - started, have or 0)}, curl rc={rc}"
+            )
             if rc == 33 and resume:  # the server ignores Range: start over
                 display.display(f"model_store: {name}: the server cannot resume; downloading from the start")
                 self._sh(f"rm -f {base}")
@@ -212,6 +225,7 @@ class ActionModule(ActionBase):
         directory = stamp_path.rpartition("/")[0]
         tmp = f"{stamp_path}.tmp"
         self._sh(
-            f"mkdir -p {shlex.quote(directory)} && printf '%s\\n' {shlex.quote(body)} > {shlex.quote(tmp)} && "
+            f"mkdir -p {shlex.quote(directory)} && "
+            f"printf '%s\\n' {shlex.quote(body)} > {shlex.quote(tmp)} && "
             f"chmod 0644 {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(stamp_path)}"
         )
