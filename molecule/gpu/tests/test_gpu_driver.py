@@ -1,0 +1,136 @@
+"""Verify the gpu_driver role on the three scenario hosts (read-only checks)."""
+
+import json
+
+import pytest
+
+testinfra_hosts = ["ailab-gpu-nvidia", "ailab-gpu-amd", "ailab-gpu-none"]
+
+FACT = "/etc/ansible/facts.d/gpu_driver.fact"
+
+
+def _name(host):
+    return host.backend.get_hostname()
+
+
+def _only(host, *names):
+    if _name(host) not in names:
+        pytest.skip("not a %s host" % "/".join(names))
+
+
+def _fact(host):
+    return json.loads(host.file(FACT).content_string)
+
+
+def _selection(host, package):
+    return host.check_output("dpkg --get-selections %s", package).split()[-1]
+
+
+def test_nvidia_packages_are_installed(host):
+    _only(host, "ailab-gpu-nvidia")
+    for package in ("nvidia-driver", "nvidia-kernel-dkms", "nvidia-smi", "nvidia-persistenced", "dkms", "initramfs-tools"):
+        assert host.package(package).is_installed, package
+    assert host.package("nvidia-driver").version.startswith("535.")
+
+
+def test_nvidia_comes_from_debian_non_free(host):
+    _only(host, "ailab-gpu-nvidia")
+    sources = host.file("/etc/apt/sources.list").content_string
+    entry = [line for line in sources.splitlines() if line.startswith("deb ") and " bookworm " in line][0]
+    assert entry.split()[3:] == ["main", "contrib", "non-free", "non-free-firmware"]
+    policy = host.check_output("apt-cache policy nvidia-driver")
+    assert "bookworm/non-free" in policy
+
+
+def test_nvidia_packages_are_held(host):
+    _only(host, "ailab-gpu-nvidia")
+    for package in ("nvidia-driver", "nvidia-kernel-dkms", "nvidia-smi", "nvidia-persistenced"):
+        assert _selection(host, package) == "hold", package
+
+
+def test_nouveau_is_blacklisted_and_initramfs_tools_will_carry_it(host):
+    _only(host, "ailab-gpu-nvidia")
+    blacklist = host.file("/etc/modprobe.d/blacklist-nouveau.conf")
+    assert blacklist.mode == 0o644
+    assert "blacklist nouveau" in blacklist.content_string.splitlines()
+    assert "options nouveau modeset=0" in blacklist.content_string.splitlines()
+    # initramfs-tools copies /etc/modprobe.d into every initrd it builds.
+    assert host.file("/usr/sbin/update-initramfs").exists
+    assert host.file("/usr/share/initramfs-tools/hooks").is_directory
+
+
+def test_nvidia_persistenced_is_enabled(host):
+    _only(host, "ailab-gpu-nvidia")
+    assert host.service("nvidia-persistenced").is_enabled
+
+
+def test_missing_kernel_headers_are_reported(host):
+    _only(host, "ailab-gpu-nvidia")
+    kernel = host.check_output("uname -r")
+    assert not host.file("/lib/modules/%s/build" % kernel).exists
+    fact = _fact(host)
+    assert fact["kernel"] == kernel
+    assert fact["kernel_headers"] == "missing"
+    assert fact["kernel_module_status"] == "headers-missing"
+    assert fact["kernel_module_version"] == ""
+    # DKMS has the sources registered and built nothing.
+    assert "nvidia-current" in host.check_output("dkms status")
+
+
+def test_nvidia_fact_records_the_reboot_decision(host):
+    _only(host, "ailab-gpu-nvidia")
+    fact = _fact(host)
+    assert fact["vendor"] == "nvidia"
+    assert fact["source"] == "distribution"
+    assert fact["gpu_present"] is False
+    # No module loaded, no nouveau, no GPU: nothing a reboot would change.
+    assert fact["reboot_required"] is False
+    assert fact["reboot_reasons"] == []
+    assert fact["held"] is True
+
+
+def test_rocm_packages_are_installed_from_debian(host):
+    _only(host, "ailab-gpu-amd")
+    for package in ("rocminfo", "rocm-smi", "libamdhip64-5", "firmware-amd-graphics"):
+        assert host.package(package).is_installed, package
+        assert _selection(host, package) == "hold", package
+    assert host.file("/usr/bin/rocminfo").exists
+    assert not host.file("/etc/apt/sources.list.d/rocm.sources").exists
+    assert not host.package("amdgpu-dkms").is_installed
+
+
+def test_service_users_get_render_and_video(host):
+    _only(host, "ailab-gpu-amd")
+    assert host.group("render").exists
+    assert host.group("video").exists
+    groups = host.user("textgen").groups
+    assert "render" in groups and "video" in groups
+    assert not host.user("ollama").exists
+
+
+def test_amd_fact_reports_in_kernel_module_state(host):
+    _only(host, "ailab-gpu-amd")
+    fact = _fact(host)
+    assert fact["vendor"] == "amd"
+    assert fact["kernel_module"] == "amdgpu"
+    # The container's kernel tree is not there: no amdgpu module for it.
+    assert fact["kernel_module_status"] == "missing"
+    assert fact["kernel_headers"] == "not-needed"
+    assert fact["reboot_required"] is False
+    assert fact["service_users"] == ["textgen"]
+    assert fact["service_users_missing"] == ["ollama"]
+
+
+def test_none_host_is_untouched(host):
+    _only(host, "ailab-gpu-none")
+    assert not host.file(FACT).exists
+    assert not host.file("/etc/modprobe.d/blacklist-nouveau.conf").exists
+    assert host.check_output("cat /etc/apt/sources.list").split()[3:] == ["main"]
+    before = host.file("/root/gpu-driver-before.sha256").content_string.split()[0]
+    now = host.check_output(
+        "bash -c 'set -o pipefail; { dpkg --get-selections; cat /etc/apt/sources.list "
+        "/etc/apt/sources.list.d/* 2>/dev/null || true; } | sha256sum'"
+    ).split()[0]
+    assert now == before
+    for package in ("nvidia-driver", "rocminfo", "dkms"):
+        assert not host.package(package).is_installed, package
