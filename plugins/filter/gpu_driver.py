@@ -14,7 +14,9 @@ Pure functions, importable by tests:
 
 import re
 
-_ONE_LINE = re.compile(r"^(?P<head>\s*deb(?:-src)?\s+(?:\[[^\]]*\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+))(?P<comps>(?:\s+\S+)*?)(?P<tail>\s*(?:#.*)?)$")
+_ONE_LINE = re.compile(
+    r"^(?P<head>\s*deb(?:-src)?\s+(?:\[[^\]]*\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+))(?P<comps>(?:\s+\S+)*?)(?P<tail>\s*(?:#.*)?)$"
+)
 
 
 def _merge(existing, wanted):
@@ -31,7 +33,7 @@ def apt_sources_add_components(text, components, suites):
             if "main" in comps:
                 merged = _merge(comps, list(components))
                 if merged != comps:
-                    line = "%s %s%s" % (match.group("head"), " ".join(merged), match.group("tail"))
+                    line = "{} {}{}".format(match.group("head"), " ".join(merged), match.group("tail"))
         out.append(line)
     result = "\n".join(out)
     return result + "\n" if out else result
@@ -71,7 +73,10 @@ def deb822_add_components(text, components, suites):
             enabled = (_field(block, "Enabled") or ["yes"])[0].lower() != "no"
             if enabled and "main" in comps and any(s in suites for s in stanza_suites):
                 merged = _merge(comps, list(components))
-                block = ["Components: " + " ".join(merged) if line.lower().startswith("components:") else line for line in block]
+                block = [
+                    "Components: " + " ".join(merged) if line.lower().startswith("components:") else line
+                    for line in block
+                ]
         out.extend(block)
     result = "\n".join(out)
     return result + "\n" if out else result
@@ -82,17 +87,17 @@ def apt_sources_uris(text, suites=None):
     uris = []
     for line in (text or "").splitlines():
         match = _ONE_LINE.match(line)
-        if match and "main" in match.group("comps").split():
-            if suites is None or match.group("suite").rstrip("/") in suites:
-                uris.append(match.group("uri"))
+        wanted = match and (suites is None or match.group("suite").rstrip("/") in suites)
+        if wanted and "main" in match.group("comps").split():
+            uris.append(match.group("uri"))
     for block in _stanzas(text):
         if not block or not block[0].strip():
             continue
         stanza_suites = [s.rstrip("/") for s in (_field(block, "Suites") or [])]
         enabled = (_field(block, "Enabled") or ["yes"])[0].lower() != "no"
-        if enabled and "main" in (_field(block, "Components") or []):
-            if suites is None or any(s in suites for s in stanza_suites):
-                uris.extend(_field(block, "URIs") or [])
+        wanted = suites is None or any(s in suites for s in stanza_suites)
+        if enabled and wanted and "main" in (_field(block, "Components") or []):
+            uris.extend(_field(block, "URIs") or [])
     return [u for i, u in enumerate(uris) if u not in uris[:i]]
 
 
@@ -119,11 +124,11 @@ def gpu_driver_reboot_reasons(state):
     if state.get("vendor") == "nvidia" and state.get("nouveau_loaded"):
         reasons.append("the nouveau module is still loaded; the blacklist takes effect at the next boot")
     if loaded and installed and loaded != installed:
-        reasons.append("the loaded %s module is version %s, the installed one is %s" % (module, loaded, installed))
+        reasons.append(f"the loaded {module} module is version {loaded}, the installed one is {installed}")
     is_loaded = state.get("loaded", bool(loaded))
     usable = state.get("module_status") in ("built", "in-kernel")
     if state.get("gpu_present") and usable and not is_loaded and not state.get("nouveau_loaded"):
-        reasons.append("a GPU is present and the %s module is installed but not loaded" % module)
+        reasons.append(f"a GPU is present and the {module} module is installed but not loaded")
     return reasons
 
 

@@ -15,7 +15,7 @@ def _name(host):
 
 def _only(host, *names):
     if _name(host) not in names:
-        pytest.skip("not a %s host" % "/".join(names))
+        pytest.skip("not a {} host".format("/".join(names)))
 
 
 def _fact(host):
@@ -28,7 +28,14 @@ def _selection(host, package):
 
 def test_nvidia_packages_are_installed(host):
     _only(host, "ailab-gpu-nvidia")
-    for package in ("nvidia-driver", "nvidia-kernel-dkms", "nvidia-smi", "nvidia-persistenced", "dkms", "initramfs-tools"):
+    for package in (
+        "nvidia-driver",
+        "nvidia-kernel-dkms",
+        "nvidia-smi",
+        "nvidia-persistenced",
+        "dkms",
+        "initramfs-tools",
+    ):
         assert host.package(package).is_installed, package
     assert host.package("nvidia-driver").version.startswith("535.")
 
@@ -67,7 +74,7 @@ def test_nvidia_persistenced_is_enabled(host):
 def test_missing_kernel_headers_are_reported(host):
     _only(host, "ailab-gpu-nvidia")
     kernel = host.check_output("uname -r")
-    assert not host.file("/lib/modules/%s/build" % kernel).exists
+    assert not host.file(f"/lib/modules/{kernel}/build").exists
     fact = _fact(host)
     assert fact["kernel"] == kernel
     assert fact["kernel_headers"] == "missing"

@@ -41,7 +41,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def main():
-    module = AnsibleModule(argument_spec={"facts": {"type": "dict", "required": True}}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"facts": {"type": "dict", "required": True}}, supports_check_mode=True
+    )
     module.exit_json(changed=False, ansible_facts=module.params["facts"])
 
 
