@@ -64,6 +64,41 @@ def serving_model_paths(instances, model_root=None):
     return serving_plan.model_paths(instances, model_root)
 
 
+def serving_store_pending(models, store_models, mount_path, instances=None):
+    """Models missing on a host that the model store declares but has not fetched yet.
+
+    ``models``: model_facts results keyed by path; ``store_models``: the store's
+    ``model_store_models``; ``mount_path``: where the store is mounted on this host.
+    Returns ``{"src": {path: source path on the store server}, "url": {path: url},
+    "instances": [names of instances whose model only a download will bring]}``:
+    a model with a local ``src`` can be inspected there before the store copies it;
+    one with a ``url`` can only be planned once it is downloaded.
+    """
+    declared = {}
+    for entry in store_models or []:
+        if not isinstance(entry, dict) or entry.get("state", "present") == "absent" or not entry.get("name"):
+            continue
+        path = serving_plan.resolve_model_path(str(entry["name"]), mount_path)
+        declared[path] = entry
+    pending = {"src": {}, "url": {}, "instances": []}
+    for path, facts in (models or {}).items():
+        missing = isinstance(facts, dict) and str(facts.get("error") or "").endswith("does not exist")
+        if not missing or path not in declared:
+            continue
+        entry = declared[path]
+        if entry.get("src"):
+            pending["src"][path] = str(entry["src"])
+        elif entry.get("url"):
+            pending["url"][path] = str(entry["url"])
+    for inst in instances or []:
+        if (
+            isinstance(inst, dict)
+            and serving_plan.resolve_model_path(inst.get("model"), mount_path) in pending["url"]
+        ):
+            pending["instances"].append(inst.get("name"))
+    return pending
+
+
 def serving_plan_table(host_plans):
     """A plan (or list of plans) as table lines for ``debug``."""
     return serving_plan.plan_table(host_plans)
@@ -95,6 +130,7 @@ class FilterModule:
             "serving_plan_host": serving_plan_host,
             "serving_model_paths": serving_model_paths,
             "serving_plan_table": serving_plan_table,
+            "serving_store_pending": serving_store_pending,
             "textgen_cmd_flags": textgen_cmd_flags,
             "textgen_flags_check": textgen_flags_check,
         }

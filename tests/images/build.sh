@@ -14,6 +14,12 @@ cache_dir=${AILAB_CACHE:-/var/cache/ailab}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
 
 declare -A suites=([12]=bookworm [13]=trixie)
+root="" tarball=""
+cleanup() {
+  [ -z "$root" ] || rm -rf "$root" "$tarball" "${root}.log"
+  root="" tarball=""
+}
+trap cleanup EXIT
 
 mirror() {
   # The first Debian archive URI configured in apt (deb822 .sources first, then
@@ -42,19 +48,17 @@ build() {
     echo "image ${tag} is up to date"
     return
   fi
-  local url root tarball
+  local url
   url=$(mirror)
   mkdir -p "$cache_dir"
+  rm -rf "${cache_dir}/rootfs-${suite}".*  # left by an interrupted build
   root=$(mktemp -d "${cache_dir}/rootfs-${suite}.XXXXXX")
   tarball="${root}.tar"
-  trap 'rm -rf "$root" "$tarball"' RETURN
   echo "building ${tag} from ${url} (${suite})"
   debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$url" >"${root}.log" 2>&1 || {
     tail -n 30 "${root}.log" >&2
-    rm -f "${root}.log"
     return 1
   }
-  rm -f "${root}.log"
   # A container, not a machine: no getty, no udev triggers, no kernel-only units.
   chroot "$root" systemctl mask getty.target console-getty.service systemd-udev-trigger.service \
     systemd-udevd.service systemd-firstboot.service systemd-remount-fs.service sys-kernel-debug.mount \
@@ -64,6 +68,8 @@ build() {
     >"${root}/etc/apt/apt.conf.d/90ailab-no-recommends"
   : >"${root}/etc/machine-id"
   rm -rf "${root}"/var/cache/apt/archives/*.deb "${root}"/var/lib/apt/lists/*
+  # An empty package list must look old, or apt's cache_valid_time never refreshes it.
+  touch -d @0 "${root}/var/lib/apt/lists"
   tar -C "$root" -cf "$tarball" .
   docker import \
     --change 'CMD ["/lib/systemd/systemd"]' \
@@ -71,6 +77,7 @@ build() {
     --message "ailab lab host, Debian ${version} (${suite}), recipe ${recipe_hash}" \
     "$tarball" "$tag" >/dev/null
   docker tag "$tag" "${repo}:current"
+  cleanup
   echo "built ${tag}"
 }
 

@@ -1,0 +1,178 @@
+"""The user's workflows on the lab: converge, rerun, check, add, remove, interrupt, rebuild.
+
+The tests run in file order and each leaves the lab converged and healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+from lab import REPO, VENV_BIN, host_exec, run_playbook, write_overlay_inventory
+
+pytestmark = pytest.mark.usefixtures("lab")
+
+
+def main_pids(container: str) -> dict:
+    """unit -> MainPID of every model instance unit on a host."""
+    out = host_exec(
+        container,
+        "sh",
+        "-c",
+        "for u in $(systemctl list-units --plain --no-legend 'textgen-*' 'ollama-*' 'llamacpp-*' | awk '{print $1}');"
+        ' do echo "$u $(systemctl show -p MainPID --value $u)"; done',
+    ).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def test_first_converge_leaves_every_instance_serving(lab):
+    report = run_playbook("playbooks/verify.yml")
+    assert report.rc == 0, report.failure_messages() or report.stdout[-3000:]
+    assert (REPO / "reports" / "health.md").exists()
+    assert "<table>" in (REPO / "reports" / "health.html").read_text()
+
+
+def test_second_converge_changes_nothing(lab):
+    second = run_playbook("site.yml")
+    assert second.rc == 0, second.failure_messages()
+    assert second.changed_tasks() == []
+
+
+def test_check_diff_on_converged_lab_reports_no_change_and_no_failure(lab):
+    check = run_playbook("site.yml", check=True, diff=True)
+    assert check.rc == 0, check.failure_messages()
+    assert check.changed_tasks() == []
+
+
+def test_plan_writes_a_json_plan_per_host(lab):
+    plan = run_playbook("playbooks/plan.yml")
+    assert plan.rc == 0, plan.failure_messages()
+    for host in ("localcloud", "workstation", "amdbox"):
+        data = json.loads((REPO / ".plan" / f"{host}.json").read_text())
+        assert data["instances"], host
+        assert all(inst["fits"] for inst in data["instances"])
+
+
+NEW_INSTANCE = {
+    "name": "extra",
+    "backend": "llamacpp",
+    "model": "tiny-llama-F32.gguf",
+    "port": 8091,
+    "ctx_size": 256,
+    "ready_timeout": 180,
+}
+
+
+def _localcloud_instances(extra):
+    base = yaml.safe_load((REPO / "inventory" / "lab" / "host_vars" / "localcloud.yml").read_text())
+    return base["model_instances"] + [extra]
+
+
+def test_add_instance_changes_only_that_instance(lab, tmp_path):
+    container = lab["hosts"]["localcloud"]
+    before = main_pids(container)
+    inventory = write_overlay_inventory(
+        tmp_path, host_vars={"localcloud": {"model_instances": _localcloud_instances(NEW_INSTANCE)}}
+    )
+    start = time.monotonic()
+    run = run_playbook("site.yml", inventory=inventory, tags="instances", limit="localcloud")
+    elapsed = time.monotonic() - start
+    assert run.rc == 0, run.failure_messages()
+    changed = run.changed_tasks()
+    assert changed, "adding an instance changed nothing"
+    after = main_pids(container)
+    assert "llamacpp-extra.service" in after
+    for unit, pid in before.items():
+        assert after.get(unit) == pid, f"{unit} was restarted"
+    answer = host_exec(container, "python3", "-c", _COMPLETION % 8091)
+    assert json.loads(answer.stdout)["choices"][0]["text"] is not None
+    (REPO / ".cache").mkdir(exist_ok=True)
+    (REPO / ".cache" / "add_instance_seconds").write_text(f"{elapsed:.1f}\n")
+
+
+def test_remove_instance_leaves_others_untouched(lab, tmp_path):
+    container = lab["hosts"]["localcloud"]
+    before = main_pids(container)
+    absent = {"name": "extra", "backend": "llamacpp", "state": "absent"}
+    inventory = write_overlay_inventory(
+        tmp_path, host_vars={"localcloud": {"model_instances": _localcloud_instances(absent)}}
+    )
+    run = run_playbook("site.yml", inventory=inventory, tags="instances", limit="localcloud")
+    assert run.rc == 0, run.failure_messages()
+    after = main_pids(container)
+    assert "llamacpp-extra.service" not in after
+    assert (
+        host_exec(
+            container, "test", "-e", "/etc/systemd/system/llamacpp-extra.service", check=False
+        ).returncode
+        != 0
+    )
+    ports = host_exec(container, "ss", "-Htln").stdout
+    assert ":8091 " not in ports
+    for unit, pid in before.items():
+        if unit != "llamacpp-extra.service":
+            assert after.get(unit) == pid, f"{unit} was restarted"
+
+
+_COMPLETION = (
+    "import json, urllib.request, socket;"
+    "addr = socket.gethostbyname(socket.gethostname());"
+    "req = urllib.request.Request('http://%%s:%d/v1/completions' %% addr,"
+    " data=json.dumps({'prompt': 'Hello', 'max_tokens': 8}).encode(), headers={'Content-Type': 'application/json'});"
+    "print(urllib.request.urlopen(req, timeout=60).read().decode())"
+)
+
+
+def test_interrupted_converge_completes_on_the_next_run(lab):
+    """Kill ansible-playbook midway through the instances play, then converge again."""
+    host_exec(lab["hosts"]["workstation"], "systemctl", "stop", "textgen-coder.service")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "site.yml", "--tags", "instances"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 600
+    for line in proc.stdout:
+        seen.append(line)
+        if "TASK [textgen_webui" in line or "TASK [ollama" in line or time.monotonic() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert any("TASK [" in line for line in seen), "".join(seen[-40:])
+    again = run_playbook("site.yml")
+    assert again.rc == 0, again.failure_messages()
+    report = run_playbook("playbooks/verify.yml")
+    assert report.rc == 0, report.failure_messages()
+
+
+def test_rebuilt_host_comes_back_whole(lab):
+    """Destroy workstation, recreate it from the base image, converge only it."""
+    container = lab["hosts"]["workstation"]
+    subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
+    up = run_playbook("playbooks/lab_up.yml")
+    assert up.rc == 0, up.failure_messages()
+    assert (
+        host_exec(
+            container, "test", "-e", "/etc/systemd/system/textgen-coder.service", check=False
+        ).returncode
+        != 0
+    )
+    start = time.monotonic()
+    rebuild = run_playbook("site.yml", limit="workstation")
+    (REPO / ".cache").mkdir(exist_ok=True)
+    (REPO / ".cache" / "rebuild_seconds").write_text(f"{time.monotonic() - start:.1f}\n")
+    assert rebuild.rc == 0, rebuild.failure_messages()
+    report = run_playbook("playbooks/verify.yml", limit="workstation")
+    assert report.rc == 0, report.failure_messages()
+    third = run_playbook("site.yml", limit="workstation")
+    assert third.rc == 0, third.failure_messages()
+    assert third.changed_tasks() == []
