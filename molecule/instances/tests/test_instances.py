@@ -1,0 +1,186 @@
+"""Model instances on one host: the real llama.cpp server, the textgen and Ollama stand-ins.
+
+Read-only checks of what converge and side_effect.yml left behind (side_effect.yml
+records PIDs, timings, a completion and a killed PID under /var/lib/ailab-test).
+"""
+
+import json
+
+import pytest
+
+MODEL = "/media/data/models/tiny-llama-F32.gguf"
+UNITS = ["llamacpp-llm", "llamacpp-llm2", "ollama-chat", "textgen-coder"]
+
+
+def addr(host):
+    return host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+
+
+def record(host, name):
+    return json.loads(host.file(f"/var/lib/ailab-test/{name}.json").content_string)
+
+
+def pids(text):
+    """``systemctl show -p Id -p MainPID u1 u2 …`` output (blank-line separated blocks) -> {unit: pid}."""
+    out = {}
+    for block in text.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        out[props["Id"]] = int(props["MainPID"])
+    return out
+
+
+def curl(host, *args):
+    cmd = host.run("curl -sS --max-time 30 " + " ".join(args))
+    assert cmd.rc == 0, cmd.stderr
+    return cmd.stdout
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_instance_units_are_enabled_and_running(host, unit):
+    service = host.service(unit)
+    assert service.is_enabled
+    assert service.is_running
+
+
+def test_llamacpp_answers_a_real_completion(host):
+    out = json.loads(
+        curl(
+            host,
+            "-H 'Content-Type: application/json'",
+            '-d \'{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}\'',
+            f"http://{addr(host)}:8101/v1/completions",
+        )
+    )
+    text = out["choices"][0]["text"]
+    print("llama.cpp completion:", repr(text))
+    assert out["object"] == "text_completion"
+    assert out["usage"]["completion_tokens"] > 0
+    assert "stand-in" not in text
+
+
+def test_llamacpp_lists_its_model(host):
+    out = json.loads(curl(host, f"http://{addr(host)}:8101/v1/models"))
+    assert [m["id"] for m in out["data"]] == [MODEL]
+
+
+def test_instances_bind_the_lab_address_not_all_addresses(host):
+    listening = host.run("ss -Htln").stdout
+    ip = addr(host)
+    for port in (8101, 8102, 11435, 7861, 5010):
+        assert f"{ip}:{port} " in listening, (port, listening)
+        assert f"0.0.0.0:{port} " not in listening
+
+
+def test_textgen_standin_serves_the_model_from_cmd_flags(host):
+    out = json.loads(curl(host, f"http://{addr(host)}:5010/v1/models"))
+    assert [m["id"] for m in out["data"]] == [MODEL]
+    reply = json.loads(curl(host, "-d '{}'", f"http://{addr(host)}:5010/v1/completions"))
+    assert "stand-in" in reply["choices"][0]["text"]
+
+
+def test_textgen_cmd_flags_hold_the_plan(host):
+    flags = host.file("/srv/textgen/coder/CMD_FLAGS.txt")
+    assert flags.user == "textgen"
+    assert flags.mode == 0o600
+    lines = [line for line in flags.content_string.splitlines() if line and not line.startswith("#")]
+    ip = addr(host)
+    for expected in (
+        f"--model {MODEL}",
+        "--loader llama.cpp",
+        "--listen-port 7861",
+        "--api",
+        "--api-port 5010",
+        "--listen",
+        f"--listen-host {ip}",
+        "--ctx-size 1024",
+        "--threads 3",
+    ):
+        assert expected in lines, (expected, lines)
+    assert not any("#" in line for line in lines), "inline comments break upstream's parser"
+
+
+def test_textgen_unit_runs_server_py_with_the_user_data_dir(host):
+    unit = host.file("/etc/systemd/system/textgen-coder.service").content_string
+    assert (
+        "ExecStart=/opt/text-generation-webui/installer_files/env/bin/python server.py "
+        "--user-data-dir /srv/textgen/coder" in unit
+    )
+
+
+def test_ollama_unit_environment(host):
+    env = host.run("systemctl show -p Environment --value ollama-chat").stdout.split()
+    ip = addr(host)
+    for expected in (
+        f"OLLAMA_HOST={ip}:11435",
+        "OLLAMA_MODELS=/usr/share/ollama/.ollama/models",
+        "OLLAMA_MAX_LOADED_MODELS=1",
+        "OLLAMA_KEEP_ALIVE=-1",
+        "CUDA_VISIBLE_DEVICES=-1",
+    ):
+        assert expected in env, (expected, env)
+
+
+def test_ollama_standin_has_the_model_imported_and_loaded(host):
+    ps = json.loads(curl(host, f"http://{addr(host)}:11435/api/ps"))
+    assert [m["name"] for m in ps["models"]] == ["chat:latest"]
+    show = json.loads(curl(host, '-d \'{"model": "chat"}\'', f"http://{addr(host)}:11435/api/show"))
+    digest = host.check_output(f"sha256sum {MODEL}").split()[0]
+    assert f"sha256-{digest}" in show["modelfile"]
+
+
+@pytest.mark.parametrize("unit", ["llamacpp-llm", "llamacpp-llm2", "ollama-chat", "textgen-coder"])
+def test_units_are_hardened(host, unit):
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {unit} -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome "
+            "-p PrivateTmp -p Restart -p DevicePolicy -p ReadOnlyPaths -p ReadWritePaths"
+        ).splitlines()
+    )
+    assert props["User"] not in ("", "root")
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["ProtectHome"] == "yes"
+    assert props["PrivateTmp"] == "yes"
+    assert props["Restart"] == "on-failure"
+    assert props["DevicePolicy"] == "closed"
+    assert "/media/data/models" in props["ReadOnlyPaths"]
+    assert unit.split("-", 1)[1] in props["ReadWritePaths"]
+
+
+def test_second_converge_restarted_only_the_changed_instance(host):
+    """llm2 added, scratch removed, coder's flags changed: only coder restarts, llm and chat keep their PID."""
+    before = pids(record(host, "before")["pids"])
+    after = pids(record(host, "after")["pids"])
+    assert set(before) == {"llamacpp-llm.service", "ollama-chat.service", "textgen-coder.service"}
+    assert all(before.values()) and all(after.values())
+    assert after["llamacpp-llm.service"] == before["llamacpp-llm.service"]
+    assert after["ollama-chat.service"] == before["ollama-chat.service"]
+    assert after["textgen-coder.service"] != before["textgen-coder.service"]
+
+
+def test_added_instance_answered_after_the_second_converge(host):
+    after = record(host, "after")
+    assert [m["id"] for m in after["llm2_models"]["data"]] == [MODEL]
+    print(
+        "second converge (add llm2, remove scratch) took %.1f s"
+        % (after["end"] - record(host, "before")["start"])
+    )
+    print("llama.cpp completion in side_effect:", repr(after["completion"]["choices"][0]["text"]))
+
+
+def test_absent_instance_is_gone_but_its_user_data_kept(host):
+    assert not host.file("/etc/systemd/system/textgen-scratch.service").exists
+    assert not host.service("textgen-scratch").is_running
+    assert not host.file("/srv/textgen/scratch/CMD_FLAGS.txt").exists
+    assert host.file("/srv/textgen/scratch").is_directory
+    listening = host.run("ss -Htln").stdout
+    assert ":7862 " not in listening and ":5020 " not in listening
+
+
+def test_killed_instance_was_restarted_by_systemd(host):
+    killed = record(host, "killed")["pid"]
+    now = int(host.check_output("systemctl show -p MainPID --value llamacpp-llm"))
+    assert now and now != killed
+    assert int(host.check_output("systemctl show -p NRestarts --value llamacpp-llm")) >= 1
+    assert host.service("llamacpp-llm").is_running
