@@ -71,11 +71,19 @@ def test_instances_bind_the_lab_address_not_all_addresses(host):
         assert f"0.0.0.0:{port} " not in listening
 
 
+KEY = "-H 'Authorization: Bearer standin-test-key'"
+
+
 def test_textgen_standin_serves_the_model_from_cmd_flags(host):
-    out = json.loads(curl(host, f"http://{addr(host)}:5010/v1/models"))
+    out = json.loads(curl(host, KEY, f"http://{addr(host)}:5010/v1/models"))
     assert [m["id"] for m in out["data"]] == [MODEL]
-    reply = json.loads(curl(host, "-d '{}'", f"http://{addr(host)}:5010/v1/completions"))
+    reply = json.loads(curl(host, KEY, "-d '{}'", f"http://{addr(host)}:5010/v1/completions"))
     assert "stand-in" in reply["choices"][0]["text"]
+
+
+def test_textgen_api_key_is_required(host):
+    status = curl(host, "-o /dev/null -w '%{http_code}'", f"http://{addr(host)}:5010/v1/models")
+    assert status == "401"
 
 
 def test_textgen_cmd_flags_hold_the_plan(host):
@@ -94,6 +102,7 @@ def test_textgen_cmd_flags_hold_the_plan(host):
         f"--listen-host {ip}",
         "--ctx-size 1024",
         "--threads 3",
+        "--api-key standin-test-key",
     ):
         assert expected in lines, (expected, lines)
     assert not any("#" in line for line in lines), "inline comments break upstream's parser"
