@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Caches shared by every clone on this machine (images, wheels).
 export AILAB_CACHE ?= /var/cache/ailab
 
-SCENARIOS ?= default nfs gpu
+SCENARIOS ?= default nfs gpu instances
 
 .PHONY: help venv host-tools images artifacts lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
 

@@ -82,6 +82,8 @@ def nfs_export_check(
         if not isinstance(export, dict):
             errors.append(f"{where} must be a dict with a path and clients")
             continue
+        # An export derived from another variable (model_store) is named after it.
+        where = export.get("label") or where
         path = export.get("path")
         if not isinstance(path, str) or not path.strip():
             errors.append(f"{where}.path is empty; an export needs an absolute path")

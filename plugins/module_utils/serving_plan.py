@@ -118,6 +118,7 @@ INSTANCE_DEFAULTS = {
     "bind": None,
     "ready_timeout": 600,
     "state": "present",
+    "purge": False,
 }
 
 
@@ -290,7 +291,7 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
     present = out["state"] != "absent"  # removing an instance needs only its name and backend
     if present and (not isinstance(out["model"], str) or not out["model"]):
         err("model", "is required: a model path relative to the model store, or absolute")
-    for key in ("load_in_4bit", "trust_remote_code", "allow_non_chat"):
+    for key in ("load_in_4bit", "trust_remote_code", "allow_non_chat", "purge"):
         value = _as_bool(out[key])
         if value is None:
             err(key, f"must be true or false, got {out[key]!r}")

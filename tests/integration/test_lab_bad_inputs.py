@@ -130,7 +130,7 @@ CASES = [
         "amdbox",
         {"amdbox": {"model_instances": [AMDCHAT, with_(AMDCODER, model="bad/exl3")]}},
         None,
-        ["amdbox/amdcoder", "ExLlamav3"],
+        ["amdbox/amdcoder", "EXL3", "NVIDIA"],
     ),
     (
         "model-too-large",

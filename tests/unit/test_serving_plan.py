@@ -724,3 +724,27 @@ def test_plan_table_has_a_header_and_one_row_per_instance():
     assert lines[0].split()[:4] == ["HOST", "INSTANCE", "BACKEND", "LOADER"]
     assert len(lines) == 3
     assert "refused" in lines[2] and "7861/5010" in lines[1]
+
+
+def test_purge_is_a_known_instance_variable_for_removal():
+    from ansible.module_utils.serving_plan import plan_host
+
+    plan = plan_host(
+        "h",
+        [{"name": "old", "backend": "llamacpp", "state": "absent", "purge": True}],
+        {},
+        {"vendor": "none"},
+    )
+    assert plan["errors"] == []
+
+
+def test_purge_must_be_a_boolean():
+    from ansible.module_utils.serving_plan import plan_host
+
+    plan = plan_host(
+        "h",
+        [{"name": "old", "backend": "llamacpp", "state": "absent", "purge": "maybe"}],
+        {},
+        {"vendor": "none"},
+    )
+    assert any("purge" in e for e in plan["errors"])
