@@ -28,7 +28,7 @@ out="${cache_dir}/vm/debian12-${recipe_hash}"
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
 packages+=,linux-image-amd64,initramfs-tools,zstd,openssh-server
 # Served to the guests from repo/ (with their dependencies), installed by the roles.
-repo_packages=(nfs-kernel-server nfs-common python3-venv python3-pip python3-wheel libgomp1 acl rsync)
+repo_packages=(nfs-kernel-server nfs-common python3-venv python3-pip python3-wheel python3-packaging libgomp1 acl rsync)
 
 if [[ -f "${out}/.complete" ]]; then
   echo "VM base image is up to date" >&2
@@ -137,7 +137,7 @@ cp "${root}/boot/vmlinuz-${version}" "${work}/vmlinuz"
 cp "${root}/boot/initrd.img-${version}" "${work}/initrd.img"
 chmod 0644 "${work}/vmlinuz" "${work}/initrd.img"
 
-mkfs.ext4 -q -F -L ailab-root -d "$root" "${work}/base.raw" 6G
+mkfs.ext4 -q -F -L ailab-root -d "$root" "${work}/base.raw" 6G >/dev/null
 qemu-img convert -O qcow2 "${work}/base.raw" "${work}/base.qcow2"
 rm -f "${work}/base.raw"
 rm -rf "$root" "${work}/debootstrap.log"
