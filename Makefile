@@ -67,8 +67,10 @@ lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/verify.yml
 	$(BIN)/ansible-playbook playbooks/lab_complete.yml
 
-bench: venv
+# Inspection speed against gguf's reader, then lab converge ratios (rebuilds the lab).
+bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
+	$(BIN)/python benchmarks/bench_lab.py
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml
