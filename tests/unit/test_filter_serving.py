@@ -32,6 +32,7 @@ def test_filter_module_registers_every_filter():
         "serving_plan_host",
         "serving_model_paths",
         "serving_plan_table",
+        "serving_store_pending",
         "textgen_cmd_flags",
         "textgen_flags_check",
     }
@@ -90,3 +91,33 @@ def test_filter_loads_without_the_test_harness_as_ansible_would():
     first, second = proc.stdout.splitlines()
     assert "--listen is set by the planner" in first
     assert second == "lab_textgen_flags"
+
+
+def test_store_pending_finds_missing_models_the_store_will_copy_or_download():
+    models = {
+        "/m/a.gguf": {"error": "/m/a.gguf does not exist"},
+        "/m/b.gguf": {"error": "/m/b.gguf does not exist"},
+        "/m/c.gguf": {"error": "/m/c.gguf does not exist"},
+        "/m/ok.gguf": MODEL,
+    }
+    store_models = [
+        {"name": "a.gguf", "src": "/srv/in/a.gguf"},
+        {"name": "b.gguf", "url": "https://example.org/b.gguf", "checksum": "sha256:" + "0" * 64},
+        {"name": "c.gguf", "src": "/srv/in/c.gguf", "state": "absent"},
+    ]
+    instances = [
+        {"name": "one", "model": "a.gguf"},
+        {"name": "two", "model": "b.gguf"},
+        {"name": "three", "model": "/m/ok.gguf"},
+    ]
+    pending = serving.serving_store_pending(models, store_models, "/m", instances)
+    assert pending["src"] == {"/m/a.gguf": "/srv/in/a.gguf"}
+    assert pending["url"] == {"/m/b.gguf": "https://example.org/b.gguf"}
+    assert pending["instances"] == ["two"]
+
+
+def test_store_pending_is_empty_when_every_model_is_there():
+    pending = serving.serving_store_pending(
+        {"/m/ok.gguf": MODEL}, [{"name": "ok.gguf", "src": "/x"}], "/m", []
+    )
+    assert pending == {"src": {}, "url": {}, "instances": []}

@@ -40,7 +40,7 @@ CASES = {
     "srv-store-path-empty": (
         "servers",
         {"model_store": {"server": "srv-store-path-empty", "path": "", "clients": []}},
-        "nfs_server_exports[0].path is empty",
+        "model_store.path is empty",
     ),
     "srv-unknown-client": (
         "servers",
