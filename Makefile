@@ -21,6 +21,8 @@ help:
 	@echo "make lab-down  remove the lab hosts"
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration"
 	@echo "make test-unit | lint | test-molecule | test-integration"
+	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (~25 min)"
+	@echo "make bench     inspection and lab converge benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +62,12 @@ test-integration: venv images artifacts
 	else echo "no integration tests yet"; fi
 
 test: lint test-unit test-molecule test-integration
+
+# The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
+# and client, a reboot with the server down, a rebuild from the base image (~25 min).
+test-vm: venv artifacts
+	tests/vm/ensure-host-tools.sh
+	$(BIN)/molecule test -s vm
 
 lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/lab_up.yml

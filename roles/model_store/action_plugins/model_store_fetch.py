@@ -123,7 +123,12 @@ class ActionModule(ActionBase):
             argv = " ".join(shlex.quote(a) for a in curl_argv(url, part, resume=resume))
             job = f"{argv} 2>{base}.log; echo $? > {base}.rc"
             self._sh(
-                f"rm -f {base}.rc {base}.log; setsid sh -c {shlex.quote(job)} </dev/null >/dev/null 2>&1 &"
+                f"rm -f {base}.rc {base}.log; "
+                # A transient systemd unit outlives the ssh session that started it;
+                # setsid alone is killed with the session on some hosts.
+                f"if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then "
+                f"systemd-run --quiet --collect --unit=ailab-fetch-$$-$(date +%s) sh -c {shlex.quote(job)}; "
+                f"else setsid sh -c {shlex.quote(job)} </dev/null >/dev/null 2>&1 & fi"
             )
             started = time.time()
             while True:
