@@ -9,7 +9,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-recipe_hash=$(sha256sum "$0" | cut -c1-12)
+# shellcheck source=tests/lib/debian-mirror.sh
+. "$(dirname "$0")/../lib/debian-mirror.sh"
+recipe_hash=$(cat "$0" "$(dirname "$0")/../lib/debian-mirror.sh" | sha256sum | cut -c1-12)
 cache_dir=${AILAB_CACHE:-/var/cache/ailab}
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
 
@@ -21,24 +23,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mirror() {
-  # The first Debian archive URI configured in apt (deb822 .sources first, then
-  # one-line .list files); never a hard-coded host.
-  local uri
-  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    uri=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-          | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
-          | grep -v -- '-security' | head -n1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    echo "build.sh: no Debian mirror found in /etc/apt/sources.list(.d)" >&2
-    exit 1
-  fi
-  echo "${uri%/}"
-}
-
 build() {
   local version=$1 suite=${suites[$1]}
   local repo=ailab/debian${version}
@@ -49,7 +33,7 @@ build() {
     return
   fi
   local url
-  url=$(mirror)
+  url=$(debian_mirror)
   mkdir -p "$cache_dir"
   rm -rf "${cache_dir}/rootfs-${suite}".*  # left by an interrupted build
   root=$(mktemp -d "${cache_dir}/rootfs-${suite}.XXXXXX")

@@ -19,7 +19,9 @@
 # Environment: AILAB_CACHE (default /var/cache/ailab)
 set -euo pipefail
 
-recipe_hash=$(sha256sum "$0" | cut -c1-12)
+# shellcheck source=tests/lib/debian-mirror.sh
+. "$(dirname "$0")/../lib/debian-mirror.sh"
+recipe_hash=$(cat "$0" "$(dirname "$0")/../lib/debian-mirror.sh" | sha256sum | cut -c1-12)
 cache_dir=${AILAB_CACHE:-/var/cache/ailab}
 suite=bookworm
 out="${cache_dir}/vm/debian12-${recipe_hash}"
@@ -36,24 +38,6 @@ if [[ -f "${out}/.complete" ]]; then
   exit 0
 fi
 
-mirror() {
-  # The first Debian archive URI configured in apt (deb822 .sources first, then
-  # one-line .list files); never a hard-coded host. Same logic as tests/images/build.sh.
-  local uri
-  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    uri=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-          | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
-          | grep -v -- '-security' | head -n1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    echo "build-image.sh: no Debian mirror found in /etc/apt/sources.list(.d)" >&2
-    exit 1
-  fi
-  echo "${uri%/}"
-}
-
 for tool in debootstrap mkfs.ext4 qemu-img ssh-keygen dpkg-scanpackages; do
   command -v "$tool" >/dev/null || {
     echo "build-image.sh: $tool is missing; run tests/vm/ensure-host-tools.sh" >&2
@@ -61,7 +45,7 @@ for tool in debootstrap mkfs.ext4 qemu-img ssh-keygen dpkg-scanpackages; do
   }
 done
 
-url=$(mirror)
+url=$(debian_mirror)
 mkdir -p "${cache_dir}/vm"
 work=$(mktemp -d "${cache_dir}/vm/build-${recipe_hash}.XXXXXX")
 root="${work}/root"
