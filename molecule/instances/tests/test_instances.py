@@ -137,6 +137,17 @@ def test_ollama_standin_has_the_model_imported_and_loaded(host):
     assert f"sha256-{digest}" in show["modelfile"]
 
 
+def test_ollama_digest_stamp_describes_the_model_file(host):
+    """The import check trusts this stamp instead of re-hashing the GGUF on every converge."""
+    stamp = json.loads(host.file("/var/lib/ollama-instances/chat/model-digest.json").content_string)
+    size, inode, mtime = host.check_output(f"stat -c '%s %i %.9Y' {MODEL}").split()
+    assert stamp["path"] == MODEL
+    assert stamp["size"] == int(size)
+    assert stamp["inode"] == int(inode)
+    assert abs(stamp["mtime"] - float(mtime)) < 1e-5
+    assert stamp["sha256"] == host.check_output(f"sha256sum {MODEL}").split()[0]
+
+
 @pytest.mark.parametrize("unit", ["llamacpp-llm", "llamacpp-llm2", "ollama-chat", "textgen-coder"])
 def test_units_are_hardened(host, unit):
     props = dict(
