@@ -19,9 +19,9 @@ SCENARIOS ?= default nfs gpu instances
 help:
 	@echo "make lab       set up everything and converge the local lab (containers)"
 	@echo "make lab-down  remove the lab hosts"
-	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration"
+	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
-	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (~25 min)"
+	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (~20 min)"
 	@echo "make bench     inspection and lab converge benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
@@ -36,6 +36,7 @@ host-tools:
 
 images: host-tools
 	tests/images/build.sh 12 13
+	tests/images/prune.sh 12 13
 
 # Local stand-ins for what cannot be downloaded here, built once per machine under
 # $(AILAB_CACHE): the tiny real GGUF, the llama-cpp-python wheelhouse (minutes the
@@ -61,10 +62,10 @@ test-integration: venv images artifacts
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then $(BIN)/pytest -q tests/integration; \
 	else echo "no integration tests yet"; fi
 
-test: lint test-unit test-molecule test-integration
+test: lint test-unit test-molecule test-integration test-vm
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
-# and client, a reboot with the server down, a rebuild from the base image (~25 min).
+# and client, a reboot with the server down, a rebuild from the base image (~20 min).
 test-vm: venv artifacts
 	tests/vm/ensure-host-tools.sh
 	$(BIN)/molecule test -s vm
