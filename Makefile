@@ -21,7 +21,7 @@ help:
 	@echo "make lab-down  remove the lab hosts"
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
-	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (~20 min)"
+	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (15-18 min)"
 	@echo "make bench     inspection and lab converge benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
@@ -65,7 +65,7 @@ test-integration: venv images artifacts
 test: lint test-unit test-molecule test-integration test-vm
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
-# and client, a reboot with the server down, a rebuild from the base image (~20 min).
+# and client, a reboot with the server down, a rebuild from the base image (15-18 min).
 test-vm: venv artifacts
 	tests/vm/ensure-host-tools.sh
 	$(BIN)/molecule test -s vm
