@@ -13,8 +13,12 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 export AILAB_CACHE ?= /var/cache/ailab
 
 SCENARIOS ?= default nfs gpu instances
+# Each step of `make test` is timed (tests/lib/timed.sh); the summary is printed at the end.
+export AILAB_TEST_TIMES ?= $(abspath .cache/test-times.tsv)
+TIMED := tests/lib/timed.sh
+LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(shell sed -n 's/^llamacpp_server_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/llamacpp_server/defaults/main.yml)-bin-ubuntu-x64.tar.gz
 
-.PHONY: help venv host-tools images artifacts lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
+.PHONY: test-times-start help venv host-tools images artifacts lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
 
 help:
 	@echo "make lab       set up everything and converge the local lab (containers)"
@@ -26,7 +30,7 @@ help:
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(TIMED) "artifact: venv" - -- $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
 
 venv: $(BIN)/.installed
@@ -35,40 +39,44 @@ host-tools:
 	tests/lab/ensure-host-tools.sh
 
 images: host-tools
-	tests/images/build.sh 12 13
+	$(TIMED) "artifact: lab images" "tests/images/build.sh --check 12 13" -- tests/images/build.sh 12 13
 	tests/images/prune.sh 12 13
 
 # Local stand-ins for what cannot be downloaded here, built once per machine under
-# $(AILAB_CACHE): the tiny real GGUF, the llama-cpp-python wheelhouse (minutes the
-# first time), the packaged textgen and Ollama stand-ins.
+# $(AILAB_CACHE): the tiny real GGUF, llama.cpp's llama-server packed like upstream's
+# release archive (minutes the first time), the packaged textgen and Ollama stand-ins.
 artifacts: venv
-	$(BIN)/python tests/fixtures/make_tiny_gguf.py >/dev/null
-	PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_wheelhouse.sh >/dev/null
+	$(TIMED) "artifact: tiny GGUF" "test -f $(AILAB_CACHE)/models/tiny-llama-F32.gguf" -- \
+	  $(BIN)/python tests/fixtures/make_tiny_gguf.py >/dev/null
+	$(TIMED) "artifact: llama-server" "test -f $(LLAMA_SERVER_ARCHIVE).sha256" -- \
+	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_llama_server.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
 
 lint: venv
-	$(BIN)/yamllint --strict .
-	$(BIN)/ansible-lint --profile production
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(TIMED) "tier: lint" - -- bash -c '$(BIN)/yamllint --strict . && $(BIN)/ansible-lint --profile production && $(BIN)/ruff check . && $(BIN)/ruff format --check .'
 
 test-unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(TIMED) "tier: unit" - -- $(BIN)/pytest -q tests/unit
 
 test-molecule: venv images artifacts
-	for s in $(SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
+	for s in $(SCENARIOS); do $(TIMED) "tier: molecule $$s" - -- $(BIN)/molecule test -s $$s || exit 1; done
 
 test-integration: venv images artifacts
-	@if ls tests/integration/test_*.py >/dev/null 2>&1; then $(BIN)/pytest -q tests/integration; \
-	else echo "no integration tests yet"; fi
+	$(TIMED) "tier: integration" - -- $(BIN)/pytest -q tests/integration
 
-test: lint test-unit test-molecule test-integration test-vm
+# A new summary per `make test`: the steps before it are forgotten.
+test-times-start:
+	@mkdir -p $(dir $(AILAB_TEST_TIMES)); : >$(AILAB_TEST_TIMES)
+
+test: test-times-start venv lint test-unit test-molecule test-integration test-vm
+	@$(BIN)/python tests/lib/test_times.py $(AILAB_TEST_TIMES) benchmarks/results/test-times.md
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
 # and client, a reboot with the server down, a rebuild from the base image (15-18 min).
 test-vm: venv artifacts
 	tests/vm/ensure-host-tools.sh
-	$(BIN)/molecule test -s vm
+	$(TIMED) "artifact: VM base disk" "tests/vm/build-image.sh --check" -- tests/vm/build-image.sh >/dev/null
+	$(TIMED) "tier: vm" - -- $(BIN)/molecule test -s vm
 
 lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/lab_up.yml

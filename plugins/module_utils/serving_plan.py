@@ -48,20 +48,26 @@ Decision rules (design.md, reference/serving-facts.md):
   RAM besides weights: 1024 for llama.cpp servers and Ollama, 2048 for Transformers.
 """
 
+import difflib
+import os
 import posixpath
 import re
 
 try:
-    from ansible.module_utils import textgen_flags
+    from ansible.module_utils import llama_server_options, textgen_flags
 except ImportError:  # loaded by file path from the filter plugin (controller side)
     import importlib.util
-    import os
 
-    _spec = importlib.util.spec_from_file_location(
-        "lab_textgen_flags", os.path.join(os.path.dirname(os.path.abspath(__file__)), "textgen_flags.py")
-    )
-    textgen_flags = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(textgen_flags)
+    def _load(name):
+        spec = importlib.util.spec_from_file_location(
+            "lab_" + name, os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    textgen_flags = _load("textgen_flags")
+    llama_server_options = _load("llama_server_options")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 BACKENDS = ("textgen", "ollama", "llamacpp")
@@ -99,7 +105,39 @@ NOT_SERVABLE = {
     "unknown": "the model format is not recognised",
 }
 OLLAMA_OWNED_ENV = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_KEEP_ALIVE")
-LLAMACPP_OWNED_FLAGS = ("--model", "--host", "--port", "--n_ctx", "--n_gpu_layers")
+# llama-server options the planner sets, with the instance variable that sets each.
+LLAMACPP_OWNED_FLAGS = {
+    "--model": "model",
+    "--host": "bind",
+    "--port": "port",
+    "--ctx-size": "ctx_size",
+    "--n-gpu-layers": "the planner's GPU offload (from the GPU's memory)",
+    "--embedding": "the model's purpose (embedding models get it)",
+    "--alias": "the instance's model name",
+}
+# Options of llama-cpp-python's server (the llamacpp backend before llama-server) and
+# what llama-server calls them (llama_cpp/server/settings.py against common/arg.cpp).
+LLAMACPP_PYTHON_RENAMED = {
+    "--n_ctx": "ctx_size (the instance variable)",
+    "--n_gpu_layers": "nothing: the planner sets --n-gpu-layers",
+    "--n_threads": "--threads",
+    "--n_threads_batch": "--threads-batch",
+    "--n_batch": "--batch-size",
+    "--n_ubatch": "--ubatch-size",
+    "--chat_format": "--chat-template",
+    "--flash_attn": "--flash-attn on",
+    "--model_alias": "nothing: the alias is the instance's model name",
+    "--rope_freq_base": "--rope-freq-base",
+    "--rope_freq_scale": "--rope-freq-scale",
+    "--main_gpu": "--main-gpu",
+    "--tensor_split": "--tensor-split",
+    "--split_mode": "--split-mode",
+    "--type_k": "--cache-type-k",
+    "--type_v": "--cache-type-v",
+    "--seed": "--seed",
+    "--api_key": "an api_key on the instance",
+    "--verbose": "--verbose",
+}
 INSTANCE_DEFAULTS = {
     "name": None,
     "backend": "auto",
@@ -608,22 +646,7 @@ def plan_instance(
     elif backend == "ollama" and inst["flags"]:
         err("flags", "ollama takes no command-line flags; set OLLAMA_* variables in env")
     elif backend == "llamacpp":
-        for entry in inst["flags"]:
-            if "#" in entry:
-                err("flags", f"{entry!r} contains '#'; remove the comment")
-                continue
-            first = entry.split()[0] if entry.split() else ""
-            if not first.startswith("--"):
-                err("flags", f"{entry!r} does not start with a --flag")
-            elif first.split("=")[0] in LLAMACPP_OWNED_FLAGS:
-                err(
-                    "flags",
-                    "{} is set by the planner; use the instance variables model, bind, port, ctx_size".format(
-                        first.split("=")[0]
-                    ),
-                )
-            else:
-                user_lines.append(entry)
+        user_lines = _llamacpp_user_flags(inst["flags"], err)
     if user_ctx and inst["ctx_size"] and user_ctx != inst["ctx_size"]:
         err(
             "flags",
@@ -652,7 +675,7 @@ def plan_instance(
     if backend == "textgen":
         _render_textgen(plan, inst, user_lines, host)
     elif backend == "llamacpp" and plan["model"]:
-        _render_llamacpp(plan, inst, user_lines)
+        _render_llamacpp(plan, inst, user_lines, tags.get("purpose") or [])
     elif backend == "ollama":
         _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, err)
     plan["fits"] = bool(fits)
@@ -665,7 +688,7 @@ def _plan_gguf(plan, model, backend, vendor, vram, kv_mib, kv_exact, forced, hos
         plan["loader"] = "llama.cpp"
         plan["reasons"].insert(0, "Loader llama.cpp: the model is a GGUF file (what textgen would pick too).")
     elif backend == "llamacpp":
-        plan["loader"] = "llama_cpp.server"
+        plan["loader"] = "llama-server"
     else:
         plan["loader"] = "ollama"
     _gguf_memory(plan, model, vendor, vram, kv_mib, kv_exact, forced, LLAMA_PROCESS_RAM_MIB)
@@ -840,22 +863,94 @@ def _render_textgen(plan, inst, user_lines, host):
         plan["cmd_flags"] = textgen_flags.render_cmd_flags(lines, header)
 
 
-def _render_llamacpp(plan, inst, user_lines):
+def _llamacpp_user_flags(entries, err):
+    """Check an instance's llama-server flags against the pinned build's option list.
+
+    llama-server stops at startup on an option it does not know ("error: invalid
+    argument", common/arg.cpp), so every option is looked up in llama_server_options,
+    generated from ``llama-server --help`` of the pinned build. Returns the entries as
+    they are, one line each, when all are valid.
+    """
+    lines = []
+    tag = llama_server_options.LLAMA_SERVER_TAG
+    for entry in entries:
+        if "#" in entry or "\n" in entry:
+            err("flags", f"{entry!r} contains '#' or a newline; remove it")
+            continue
+        words = entry.split()
+        if not words or not words[0].startswith("-"):
+            err("flags", f"{entry!r} does not start with an option")
+            continue
+        ok, i = True, 0
+        while i < len(words):
+            word = words[i]
+            name, _, inline = word.partition("=")
+            i += 1
+            if not name.startswith("-"):
+                err("flags", f"{entry!r}: {word!r} is not an option and no option before it takes a value")
+                ok = False
+                break
+            option = llama_server_options.OPTIONS.get(name)
+            if option is None:
+                if name in LLAMACPP_PYTHON_RENAMED:
+                    msg = f"{name} is llama-cpp-python's option; llama-server {tag} takes {LLAMACPP_PYTHON_RENAMED[name]}"
+                else:
+                    near = difflib.get_close_matches(name, list(llama_server_options.OPTIONS), n=1)
+                    msg = "{} is not an option of llama-server {}{}".format(
+                        name, tag, f" (did you mean {near[0]}?)" if near else ""
+                    )
+                err("flags", msg)
+                ok = False
+                continue
+            owned = [n for n in option["names"] if n in LLAMACPP_OWNED_FLAGS]
+            if owned:
+                err("flags", f"{name} is set by the planner from {LLAMACPP_OWNED_FLAGS[owned[0]]}")
+                ok = False
+            if option["value"] == "required" and not inline:
+                if i >= len(words):
+                    err("flags", f"{name} needs a value")
+                    ok = False
+                    break
+                i += 1
+            elif (
+                option["value"] == "optional"
+                and not inline
+                and i < len(words)
+                and not words[i].startswith("-")
+            ):
+                i += 1
+            elif option["value"] == "none" and inline:
+                err("flags", f"{name} takes no value")
+                ok = False
+        if ok:
+            lines.append(entry)
+    return lines
+
+
+def _render_llamacpp(plan, inst, user_lines, purposes):
     layers = plan["gpu_layers"] if plan["gpu_layers"] is not None else 0
+    # Host and port always explicit: upstream's default port may change.
     pairs = [
         ("--model", plan["model"]),
         ("--host", inst["bind"]),
         ("--port", str(inst["port"])),
-        ("--n_ctx", str(plan["ctx_size"])),
-        ("--n_gpu_layers", str(layers)),
+        ("--ctx-size", str(plan["ctx_size"])),
+        ("--n-gpu-layers", str(layers)),
+        # /v1/models lists this name, the one readiness and clients look for.
+        ("--alias", os.path.basename(plan["model"])),
     ]
     args = []
     for flag, value in pairs:
         args.extend([flag, value])
+    if "embedding" in purposes:
+        args.append("--embedding")
+        plan["reasons"].append("Embedding model: llama-server runs with --embedding (/v1/embeddings).")
     for line in user_lines:
         args.extend(line.split())
     plan["args"] = args
-    plan["flags"] = [textgen_flags.flag_text(f, [v]) for f, v in pairs] + list(user_lines)
+    plan["flags"] = (
+        [f"{f} {v}" for f, v in pairs] + (["--embedding"] if "--embedding" in args else []) + list(user_lines)
+    )
     plan["ports"] = [inst["port"]] if inst["port"] else []
 
 

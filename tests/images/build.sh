@@ -4,7 +4,8 @@
 # Nothing is pulled from a registry. An image is rebuilt only when it is missing
 # or when this recipe changed: the tag carries a hash of this file.
 #
-# Usage: tests/images/build.sh [12|13 ...]   (default: both)
+# Usage: tests/images/build.sh [--check] [12|13 ...]   (default: both)
+#   --check   build nothing; exit 0 when every image of this recipe exists, else 1
 # Each image is tagged ailab/debian<N>:<hash> and ailab/debian<N>:current.
 set -euo pipefail
 
@@ -65,6 +66,17 @@ build() {
   echo "built ${tag}"
 }
 
+check=false
+if [[ ${1:-} == --check ]]; then
+  check=true
+  shift
+fi
+if $check; then
+  for v in "${@:-12 13}"; do
+    for w in $v; do docker image inspect "ailab/debian${w}:${recipe_hash}" >/dev/null 2>&1 || exit 1; done
+  done
+  exit 0
+fi
 command -v debootstrap >/dev/null || { echo "build.sh: debootstrap is not installed" >&2; exit 1; }
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(12 13)

@@ -459,9 +459,10 @@ def test_base_model_gets_a_warning():
 # ---------------------------------------------------------------- other backends
 
 
-def test_llamacpp_args_are_the_llama_cpp_server_command_line():
+def test_llamacpp_args_are_the_llama_server_command_line():
+    # Names as llama-server --help of the pinned build prints them (tools/data/).
     p = plan(inst(backend="llamacpp", api_port=None, port=8080, bind="0.0.0.0", ctx_size=4096))
-    assert p["loader"] == "llama_cpp.server"
+    assert p["loader"] == "llama-server"
     assert p["args"] == [
         "--model",
         "/media/data/models/m",
@@ -469,25 +470,65 @@ def test_llamacpp_args_are_the_llama_cpp_server_command_line():
         "0.0.0.0",
         "--port",
         "8080",
-        "--n_ctx",
+        "--ctx-size",
         "4096",
-        "--n_gpu_layers",
+        "--n-gpu-layers",
         "29",
+        "--alias",
+        "m",
     ]
     assert p["cmd_flags"] == "" and p["env"] == {} and p["ports"] == [8080]
 
 
 def test_llamacpp_on_cpu_has_zero_gpu_layers():
     p = plan(inst(backend="llamacpp", api_port=None), gpu=NONE)
-    assert p["args"][-2:] == ["--n_gpu_layers", "0"]
+    assert p["args"][p["args"].index("--n-gpu-layers") + 1] == "0"
+
+
+def test_llamacpp_alias_is_the_model_file_name_that_v1_models_lists():
+    # tools/server/server-context.cpp: model_name is the first --alias, else the file name.
+    p = plan(inst(backend="llamacpp", api_port=None))
+    assert p["args"][p["args"].index("--alias") + 1] == "m"
+
+
+def test_llamacpp_embedding_model_runs_with_embedding_mode():
+    p = plan(inst(backend="llamacpp", api_port=None), gguf(name_tags={"purpose": ["embedding"]}))
+    assert "--embedding" in p["args"] and "--embedding" in p["flags"]
+    assert "--embedding" not in plan(inst(backend="llamacpp", api_port=None))["args"]
 
 
 def test_llamacpp_extra_flags_pass_through_but_owned_ones_are_refused():
-    ok = plan(inst(backend="llamacpp", api_port=None, flags=["--n_threads 8"]))
-    assert ok["args"][-2:] == ["--n_threads", "8"]
+    ok = plan(inst(backend="llamacpp", api_port=None, flags=["--threads 8", "--metrics", "-fa on"]))
+    assert ok["errors"] == []
+    assert ok["args"][-5:] == ["--threads", "8", "--metrics", "-fa", "on"]
     bad = plan(inst(backend="llamacpp", api_port=None, flags=["--port 1"]))
     assert "--port is set by the planner" in errors_of(bad)
+    # Any spelling of an owned option is refused: -c is --ctx-size, -ngl is --n-gpu-layers.
+    assert "-c is set by the planner from ctx_size" in errors_of(
+        plan(inst(backend="llamacpp", api_port=None, flags=["-c 512"]))
+    )
+    assert "-ngl is set by the planner" in errors_of(
+        plan(inst(backend="llamacpp", api_port=None, flags=["-ngl 9"]))
+    )
     assert "contains '#'" in errors_of(plan(inst(backend="llamacpp", api_port=None, flags=["--x 1 # c"])))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        # llama-server exits on an unknown option (common/arg.cpp: "error: invalid argument").
+        (["--no-such-option"], "--no-such-option is not an option of llama-server 0c1e570"),
+        (["--thread 4"], "did you mean --threads?"),
+        # Spellings of llama-cpp-python's server (the backend before llama-server).
+        (["--n_threads 4"], "--n_threads is llama-cpp-python's option; llama-server 0c1e570 takes --threads"),
+        (["--chat_format chatml"], "takes --chat-template"),
+        (["--threads"], "--threads needs a value"),
+        (["--metrics=1"], "--metrics takes no value"),
+        (["--threads 4 8"], "'8' is not an option"),
+    ],
+)
+def test_llamacpp_flags_unknown_to_the_pinned_server_are_refused(flags, message):
+    assert message in errors_of(plan(inst(backend="llamacpp", api_port=None, flags=flags)))
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,13 @@ out="${cache_dir}/vm/debian12-${recipe_hash}"
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
 packages+=,linux-image-amd64,initramfs-tools,zstd,openssh-server
 # Served to the guests from repo/ (with their dependencies), installed by the roles.
-repo_packages=(nfs-kernel-server nfs-common python3-venv python3-pip python3-wheel python3-packaging libgomp1 acl rsync)
+repo_packages=(nfs-kernel-server nfs-common libgomp1 acl rsync)
 
+# --check: build nothing; exit 0 when the base disk of this recipe exists, else 1.
+if [[ ${1:-} == --check ]]; then
+  [[ -f "${out}/.complete" ]]
+  exit
+fi
 if [[ -f "${out}/.complete" ]]; then
   echo "VM base image is up to date" >&2
   echo "$out"

@@ -59,8 +59,23 @@ def test_llamacpp_answers_a_real_completion(host):
 
 
 def test_llamacpp_lists_its_model(host):
+    # llama-server names the model by its first --alias (tools/server/server-context.cpp).
     out = json.loads(curl(host, f"http://{addr(host)}:8101/v1/models"))
-    assert [m["id"] for m in out["data"]] == [MODEL]
+    assert [m["id"] for m in out["data"]] == [MODEL.rsplit("/", 1)[1]]
+
+
+def test_llamacpp_is_upstream_llama_server_from_the_release_archive(host):
+    unit = host.file("/etc/systemd/system/llamacpp-llm.service").content_string
+    assert "ExecStart=/opt/llama-server/llama-0c1e570-cpu/llama-server --model " + MODEL in unit
+    build = json.loads(host.file("/opt/llama-server/build.json").content_string)
+    assert build["install"] == "archive" and build["variant"] == "cpu" and len(build["sha256"]) == 64
+    out = host.run("/opt/llama-server/llama-0c1e570-cpu/llama-server --version")
+    assert out.rc == 0 and "commit 0c1e570" in out.stdout + out.stderr
+    assert host.run("ls /opt/llama-server").stdout.split() == ["build.json", "llama-0c1e570-cpu"]
+
+
+def test_llamacpp_health_is_ok(host):
+    assert json.loads(curl(host, f"http://{addr(host)}:8101/health")) == {"status": "ok"}
 
 
 def test_instances_bind_the_lab_address_not_all_addresses(host):
@@ -181,7 +196,7 @@ def test_second_converge_restarted_only_the_changed_instance(host):
 
 def test_added_instance_answered_after_the_second_converge(host):
     after = record(host, "after")
-    assert [m["id"] for m in after["llm2_models"]["data"]] == [MODEL]
+    assert [m["id"] for m in after["llm2_models"]["data"]] == [MODEL.rsplit("/", 1)[1]]
     print(
         "second converge (add llm2, remove scratch) took %.1f s"
         % (after["end"] - record(host, "before")["start"])
