@@ -176,3 +176,53 @@ def test_rebuilt_host_comes_back_whole(lab):
     third = run_playbook("site.yml", limit="workstation")
     assert third.rc == 0, third.failure_messages()
     assert third.changed_tasks() == []
+
+
+def _repack_llama_server(tmp_path, tag):
+    """The lab's llama-server archive under another release tag, as a new upstream release."""
+    import hashlib
+    import tarfile
+
+    pinned = yaml.safe_load((REPO / "roles" / "llamacpp_server" / "defaults" / "main.yml").read_text())[
+        "llamacpp_server_version"
+    ]
+    cache = os.environ.get("AILAB_CACHE", "/var/cache/ailab")
+    source = f"{cache}/llama-server/llama-{pinned}-bin-ubuntu-x64.tar.gz"
+    target = tmp_path / f"llama-{tag}-bin-ubuntu-x64.tar.gz"
+    with tarfile.open(source) as src, tarfile.open(target, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            member.name = member.name.replace(f"llama-{pinned}", f"llama-{tag}", 1)
+            dst.addfile(member, data)
+    return str(target), hashlib.sha256(target.read_bytes()).hexdigest()
+
+
+def test_new_llama_server_release_restarts_only_llamacpp_instances(lab, tmp_path):
+    """A new llama-server build (here a new tag) reinstalls it and restarts only the llamacpp
+    instances; the next run changes nothing; going back removes the unused build."""
+    archive, sha = _repack_llama_server(tmp_path, "0c1e570-r2")
+    overlay = {
+        "llamacpp_server_version": "0c1e570-r2",
+        "llamacpp_server_archive": archive,
+        "llamacpp_server_archive_sha256": sha,
+    }
+    inventory = write_overlay_inventory(tmp_path, host_vars={"localcloud": overlay})
+    before = {name: main_pids(c) for name, c in lab["hosts"].items()}
+    run = run_playbook("site.yml", inventory=inventory, tags="instances")
+    assert run.rc == 0, run.failure_messages()
+    after = {name: main_pids(c) for name, c in lab["hosts"].items()}
+    assert after["localcloud"]["llamacpp-tiny.service"] != before["localcloud"]["llamacpp-tiny.service"]
+    for host in ("workstation", "amdbox"):
+        assert after[host] == before[host], f"instances on {host} were restarted"
+    container = lab["hosts"]["localcloud"]
+    unit = host_exec(container, "cat", "/etc/systemd/system/llamacpp-tiny.service").stdout
+    assert "/opt/llama-server/llama-0c1e570-r2-cpu/llama-server " in unit
+    assert host_exec(container, "ls", "/opt/llama-server").stdout.split() == ["build.json", "llama-0c1e570-r2-cpu"]
+    again = run_playbook("site.yml", inventory=inventory, tags="instances")
+    assert again.rc == 0, again.failure_messages()
+    assert again.changed_tasks() == []
+    back = run_playbook("site.yml", tags="instances", limit="localcloud")
+    assert back.rc == 0, back.failure_messages()
+    assert host_exec(container, "ls", "/opt/llama-server").stdout.split()[1:] == ["llama-0c1e570-cpu"]
+    answer = host_exec(container, "python3", "-c", _COMPLETION % 8081)
+    assert json.loads(answer.stdout)["choices"][0]["text"] is not None

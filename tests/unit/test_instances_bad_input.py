@@ -6,6 +6,7 @@ fails in validation, naming the instance and the variable, with no task reportin
 change. The models are real-format headers written by the gguf and safetensors packages.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from fixtures_models import write_gguf, write_hf_dir
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PLAYBOOK = os.path.join(ROOT, "playbooks", "instances.yml")
 BIN = os.path.dirname(sys.executable)
+ARCHIVE_BYTES = b"not a real archive; check mode never unpacks it"
 
 
 @pytest.fixture(scope="module")
@@ -51,20 +53,32 @@ def run(tmp_path, store, host_instances):
     Returns ``{host: {"failed": bool, "changed": int, "messages": text}}`` from the json callback.
     """
     hosts = {
-        host: {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "model_instances": insts,
-        }
+        host: dict(
+            {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "model_instances": insts,
+            },
+            **HOST_VARS.get(host, {}),
+        )
         for host, insts in host_instances.items()
     }
+    # A stand-in file for the llama-server release archive: validation checks its sha256.
+    archive = str(tmp_path / "llama-0c1e570-bin-ubuntu-x64.tar.gz")
+    with open(archive, "wb") as fh:
+        fh.write(ARCHIVE_BYTES)
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(
         json.dumps(
             {
                 "all": {
                     "hosts": hosts,
-                    "vars": {"model_store": {"mount_path": store}, "gpu_vendor": "none"},
+                    "vars": {
+                        "model_store": {"mount_path": store},
+                        "gpu_vendor": "none",
+                        "llamacpp_server_archive": archive,
+                        "llamacpp_server_archive_sha256": hashlib.sha256(ARCHIVE_BYTES).hexdigest(),
+                    },
                     "children": {"model_hosts": {"hosts": {h: {} for h in hosts}}},
                 }
             }
@@ -165,10 +179,28 @@ CASES = {
         [textgen(model="remote-code")],
         r"case\d+/coder: trust_remote_code: .*needs --trust-remote-code",
     ),
+    # llama-server exits on an option it does not know (common/arg.cpp).
+    "flag unknown to the pinned llama-server": (
+        [llamacpp(flags=["--n_threads 4"])],
+        r"case\d+/llm: flags: --n_threads is llama-cpp-python's option; llama-server 0c1e570 takes --threads",
+    ),
     "textgen without api_port": (
         [{"name": "coder", "backend": "textgen", "model": "small-Q4_K_M.gguf", "port": 17861}],
         r"case\d+/coder: api_port: is required for textgen",
     ),
+}
+
+
+# Hosts whose bad input is in host variables rather than in the instance list.
+HOST_VARS = {
+    "nosum": {"llamacpp_server_archive_sha256": ""},
+    "badsum": {"llamacpp_server_archive_sha256": "0" * 64},
+    "gpubuild": {"llamacpp_server_variant": "cuda"},
+}
+HOST_VAR_CASES = {
+    "nosum": r"nosum: llamacpp_server_install is archive, so llamacpp_server_archive .* and\s+llamacpp_server_archive_sha256 \(64 hex digits\) are required",
+    "badsum": r"badsum: llamacpp_server_archive \S+ has sha256 [0-9a-f]{64}, not llamacpp_server_archive_sha256 0{64}",
+    "gpubuild": r"gpubuild: llamacpp_server_variant is cuda, a build for nvidia GPUs, but the plan for this host uses\s+none",
 }
 
 
@@ -178,6 +210,8 @@ def outcome(tmp_path_factory, store):
     port = free_port()
     hosts = {f"case{i}": CASES[name][0] for i, name in enumerate(sorted(CASES))}
     hosts["taken"] = [llamacpp(port=port)]
+    for host in HOST_VARS:
+        hosts[host] = [llamacpp(port=free_port(), bind="127.0.0.1")]
     hosts["good"] = [llamacpp(port=free_port(), bind="127.0.0.1")]
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -195,6 +229,14 @@ def test_bad_input_is_refused_before_any_change(outcome, case):
     assert result["failed"], result
     assert "refused, nothing was changed" in result["messages"], result
     assert re.search(pattern, result["messages"]), result
+    assert result["changed"] == 0, result
+
+
+@pytest.mark.parametrize("host", sorted(HOST_VAR_CASES))
+def test_bad_llama_server_install_is_refused_before_any_change(outcome, host):
+    result = outcome[host]
+    assert result["failed"], result
+    assert re.search(HOST_VAR_CASES[host], result["messages"]), result
     assert result["changed"] == 0, result
 
 
