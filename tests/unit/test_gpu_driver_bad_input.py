@@ -68,7 +68,7 @@ def run_role(tmp_path, extra_vars, facts=None):
                 os.path.join(ROOT, "tests", "unit", "gpu_driver_library"),
             ]
         ),
-        # Never write the faked facts into the project's fact cache.
+        # The faked facts stay in this run, whatever cache a configuration names.
         ANSIBLE_CACHE_PLUGIN="memory",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),

@@ -132,7 +132,7 @@ def run(tmp_path_factory):
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",  # not profile_tasks: stdout must be JSON only
         ANSIBLE_LOCAL_TEMP=str(tmp / "tmp"),
-        ANSIBLE_FACT_CACHING="memory",
+        ANSIBLE_CACHE_PLUGIN="memory",
         ANSIBLE_HOST_KEY_CHECKING="False",
     )
     proc = subprocess.run(
