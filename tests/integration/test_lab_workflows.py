@@ -217,7 +217,10 @@ def test_new_llama_server_release_restarts_only_llamacpp_instances(lab, tmp_path
     container = lab["hosts"]["localcloud"]
     unit = host_exec(container, "cat", "/etc/systemd/system/llamacpp-tiny.service").stdout
     assert "/opt/llama-server/llama-0c1e570-r2-cpu/llama-server " in unit
-    assert host_exec(container, "ls", "/opt/llama-server").stdout.split() == ["build.json", "llama-0c1e570-r2-cpu"]
+    assert host_exec(container, "ls", "/opt/llama-server").stdout.split() == [
+        "build.json",
+        "llama-0c1e570-r2-cpu",
+    ]
     again = run_playbook("site.yml", inventory=inventory, tags="instances")
     assert again.rc == 0, again.failure_messages()
     assert again.changed_tasks() == []
