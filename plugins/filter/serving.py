@@ -122,12 +122,41 @@ def textgen_flags_check(flags):
     return {"flags": lines, "errors": errors, "warnings": warnings}
 
 
+UNIT_BACKENDS = ("textgen", "ollama", "llamacpp")
+
+
+def serving_orphans(unit_paths, present, absent=()):
+    """Instances whose unit is on the host but which the plan no longer runs there.
+
+    ``unit_paths``: paths of ``<backend>-<name>.service`` files the backend roles wrote.
+    An instance deleted from ``model_instances`` (without ``state: absent``), or moved to
+    another backend, leaves its old unit running and holding its port; each such unit is
+    returned as an absent instance (``name``, ``backend``, ``purge: false``, ``orphan:
+    true``) for the backends' removal tasks. Instances already listed absent are left out.
+    """
+    wanted = {(p["backend"], p["name"]) for p in present}
+    listed = {(a.get("backend"), a["name"]) for a in absent}
+    orphans = []
+    for path in sorted(unit_paths):
+        base = os.path.basename(path)
+        if not base.endswith(".service"):
+            continue
+        backend, _, name = base[: -len(".service")].partition("-")
+        if backend not in UNIT_BACKENDS or not name or (backend, name) in wanted:
+            continue
+        if (backend, name) in listed or ("auto", name) in listed:
+            continue
+        orphans.append({"name": name, "backend": backend, "purge": False, "orphan": True})
+    return orphans
+
+
 class FilterModule:
     """Serving plan filters."""
 
     def filters(self):
         return {
             "serving_plan_host": serving_plan_host,
+            "serving_orphans": serving_orphans,
             "serving_model_paths": serving_model_paths,
             "serving_plan_table": serving_plan_table,
             "serving_store_pending": serving_store_pending,

@@ -119,6 +119,34 @@ def test_remove_instance_leaves_others_untouched(lab, tmp_path):
             assert after.get(unit) == pid, f"{unit} was restarted"
 
 
+def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, tmp_path):
+    """Deleting an instance from model_instances (no state: absent) stops and removes it."""
+    container = lab["hosts"]["localcloud"]
+    orphan = dict(NEW_INSTANCE, name="orphan", port=8092)
+    inventory = write_overlay_inventory(
+        tmp_path, host_vars={"localcloud": {"model_instances": _localcloud_instances(orphan)}}
+    )
+    added = run_playbook("site.yml", inventory=inventory, tags="instances", limit="localcloud")
+    assert added.rc == 0, added.failure_messages()
+    before = main_pids(container)
+    assert "llamacpp-orphan.service" in before
+    run = run_playbook("site.yml", tags="instances", limit="localcloud")
+    assert run.rc == 0, run.failure_messages()
+    after = main_pids(container)
+    assert "llamacpp-orphan.service" not in after
+    assert (
+        host_exec(
+            container, "test", "-e", "/etc/systemd/system/llamacpp-orphan.service", check=False
+        ).returncode
+        != 0
+    )
+    assert ":8092 " not in host_exec(container, "ss", "-Htln").stdout
+    for unit, pid in before.items():
+        if unit != "llamacpp-orphan.service":
+            assert after.get(unit) == pid, f"{unit} was restarted"
+    assert run_playbook("site.yml", tags="instances", limit="localcloud").changed_tasks() == []
+
+
 _COMPLETION = (
     "import json, urllib.request, socket;"
     "addr = socket.gethostbyname(socket.gethostname());"

@@ -30,6 +30,7 @@ def test_filter_module_registers_every_filter():
     names = set(serving.FilterModule().filters())
     assert names == {
         "serving_plan_host",
+        "serving_orphans",
         "serving_model_paths",
         "serving_plan_table",
         "serving_store_pending",
@@ -121,3 +122,31 @@ def test_store_pending_is_empty_when_every_model_is_there():
         {"/m/ok.gguf": MODEL}, [{"name": "ok.gguf", "src": "/x"}], "/m", []
     )
     assert pending == {"src": {}, "url": {}, "instances": []}
+
+
+def test_orphans_are_units_of_instances_no_longer_declared_or_moved_to_another_backend():
+    from serving import serving_orphans
+
+    units = [
+        "/etc/systemd/system/llamacpp-tiny.service",  # still declared: kept
+        "/etc/systemd/system/llamacpp-chat.service",  # chat moved to ollama: the old unit goes
+        "/etc/systemd/system/ollama-chat.service",
+        "/etc/systemd/system/textgen-old.service",  # deleted from the list without state: absent
+        "/etc/systemd/system/ollama-gone.service",  # listed absent already: not twice
+    ]
+    present = [
+        {"name": "tiny", "backend": "llamacpp"},
+        {"name": "chat", "backend": "ollama"},
+    ]
+    absent = [{"name": "gone", "backend": "ollama", "purge": True}]
+    assert serving_orphans(units, present, absent) == [
+        {"name": "chat", "backend": "llamacpp", "purge": False, "orphan": True},
+        {"name": "old", "backend": "textgen", "purge": False, "orphan": True},
+    ]
+
+
+def test_orphans_ignore_other_units_and_an_auto_absent_entry():
+    from serving import serving_orphans
+
+    units = ["/etc/systemd/system/ollama.service", "/etc/systemd/system/textgen-x.service"]
+    assert serving_orphans(units, [], [{"name": "x", "backend": "auto"}]) == []
