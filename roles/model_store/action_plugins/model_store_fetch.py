@@ -7,11 +7,22 @@ every ``poll`` seconds while it runs, then verifies the checksum on the server
 and renames the file into place atomically. A file whose checksum does not
 match is removed, never left under its final name.
 
+One file has one writer. The downloader holds an exclusive ``flock`` on the
+``.part`` file while curl writes it, and runs as a transient unit named after
+the file (``ailab-fetch-<hash>``). A run that finds that lock held or that unit
+active (an interrupted run's download, still going) does not start a second
+writer: it waits for that one, printing its progress, and takes over what it
+leaves (verifies and places a finished file, resumes a failed one, checks a file
+the run that started it put in place meanwhile). curl's status stays in
+``<part>.rc`` until the file is placed or the next download starts, so every run
+waiting on one download reads it.
+
 A verified file gets a stamp (JSON: algorithm, digest, size, mtime) so the next
 run skips it without re-reading it; a file changed behind the stamp's back
 (size or mtime differ) is hashed again.
 """
 
+import hashlib
 import json
 import shlex
 import time
@@ -23,6 +34,10 @@ from ansible.utils.display import Display
 display = Display()
 
 HASH_TOOLS = {"sha256": "sha256sum", "sha512": "sha512sum"}
+# flock's exit status when another downloader already holds the .part file.
+LOCK_BUSY = 75
+# What _download reports when the file it waited for was placed by the run that started it.
+PLACED = "placed"
 
 
 def human_bytes(count):
@@ -71,6 +86,48 @@ def curl_argv(url, part, resume=True, connect_timeout=30):
     return argv + ["--output", part, url]
 
 
+def unit_name(part):
+    """The transient unit that downloads into part: the same name for the same file."""
+    return "ailab-fetch-" + hashlib.sha256(part.encode()).hexdigest()[:16]
+
+
+def fetch_job(url, part, resume=True):
+    """The shell job that downloads url into part, curl's status in <part>.rc, its errors in <part>.log.
+
+    curl runs only while the job holds an exclusive flock on part; when another
+    downloader holds it the job exits with LOCK_BUSY at once and writes nothing.
+    """
+    base = shlex.quote(part)
+    curl = " ".join(shlex.quote(a) for a in curl_argv(url, part, resume=resume))
+    inner = f"{curl} 2>{base}.log; echo $? > {base}.rc"
+    return f"flock --nonblock --conflict-exit-code {LOCK_BUSY} {base} sh -c {shlex.quote(inner)}"
+
+
+def status_script(part, unit):
+    """Prints whether a downloader is at work on part (1/0), part's size (- when missing), <part>.rc if any.
+
+    Busy means the file's transient unit is active or another process holds the
+    lock on part. The lock is looked at before the status file, so a status is
+    only read once its writer has finished.
+    """
+    base = shlex.quote(part)
+    return (
+        "if [ -d /run/systemd/system ] && systemctl is-active --quiet "
+        f"{shlex.quote(unit)}.service 2>/dev/null; then echo 1; "
+        f"elif [ -e {base} ] && ! flock --nonblock {base} true; then echo 1; else echo 0; fi; "
+        f"stat -c %s {base} 2>/dev/null || echo -; cat {base}.rc 2>/dev/null || true"
+    )
+
+
+def parse_status(stdout):
+    """(busy, size or None when there is no part file, rc or None) from the output of status_script."""
+    lines = stdout.split()
+    busy = bool(lines) and lines[0] == "1"
+    size = int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
+    rc = int(lines[2]) if len(lines) > 2 and lines[2].lstrip("-").isdigit() else None
+    return busy, size, rc
+
+
 class ActionModule(ActionBase):
     """Fetch, verify and place one model file."""
 
@@ -109,55 +166,141 @@ class ActionModule(ActionBase):
                 length = int(value.strip())  # the last response (after redirects) wins
         return length
 
+    def _status(self, part, unit):
+        return parse_status(self._sh(status_script(part, unit))["stdout"])
+
+    def _start(self, url, part, unit, resume):
+        """Start the download job in the background, outliving this connection."""
+        base = shlex.quote(part)
+        job = shlex.quote(fetch_job(url, part, resume=resume))
+        result = self._sh(
+            f"rm -f {base}.rc {base}.log; "
+            # A transient systemd unit outlives the ssh session that started it;
+            # setsid alone is killed with the session on some hosts. The unit is
+            # named after the file, so systemd refuses a second one for it.
+            f"if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then "
+            f"systemd-run --quiet --collect --unit={shlex.quote(unit)} sh -c {job}; "
+            f"else setsid sh -c {job} </dev/null >/dev/null 2>&1 & fi",
+            check=False,
+        )
+        if result["rc"] != 0 and not self._status(part, unit)[0]:
+            raise AnsibleActionFail(
+                f"could not start the download into {part} (rc={result['rc']}): {result['stderr'].strip()}"
+            )
+
+    def _stop(self, part, unit):
+        self._sh(
+            f"if [ -d /run/systemd/system ]; then systemctl stop {shlex.quote(unit)}.service 2>/dev/null; fi; "
+            f"pkill -f -- {shlex.quote('--output ' + part)} || true",
+            check=False,
+        )
+
+    def _wait(self, name, part, unit, total, poll, deadline, start, timeout, own):
+        """Print progress while a downloader works on part; return (rc or None, stderr, size) once it ends.
+
+        The run that started a job removes its status when it failed. Any other
+        status stays for whoever else waits on the job: placing the file, or
+        starting the next job, removes it.
+        """
+        base = shlex.quote(part)
+        begun = time.time()
+        while True:
+            time.sleep(poll)
+            busy, done, rc = self._status(part, unit)
+            elapsed = time.time() - begun
+            if not busy:
+                tidy = f"; rm -f {base}.rc {base}.log" if own and rc != 0 else ""
+                err = self._sh(f"cat {base}.log 2>/dev/null{tidy}; true")["stdout"].strip()
+                if rc is None and done is None:
+                    display.display(
+                        f"model_store: {name}: the download ended and another run put the file in place"
+                    )
+                else:
+                    display.display(
+                        f"model_store: {progress_line(name, done or 0, total, elapsed, start)}, "
+                        f"curl rc={'none' if rc is None else rc}"
+                    )
+                return rc, err, done
+            display.display(f"model_store: {progress_line(name, done or 0, total, elapsed, start)}")
+            if time.time() > deadline:
+                self._stop(part, unit)
+                raise AnsibleActionFail(
+                    f"{name}: download did not finish within {timeout} s ({human_bytes(done or 0)} fetched); "
+                    f"the partial file {part} is kept and the next run resumes it"
+                )
+
     def _download(self, name, url, part, poll, timeout):
-        """Run curl in the background on the server, print progress, return (rc, stderr)."""
+        """Fetch url into part with one writer at a time, print progress, return (rc, stderr).
+
+        rc is PLACED when the download this run waited for was put in place by
+        the run that started it.
+        """
+        deadline = time.time() + timeout
+        unit = unit_name(part)
         total = self._remote_size(url)
-        have = self._size_mtime(part)[0]
+        busy, have, last_rc = self._status(part, unit)
+        if not busy and last_rc == 0 and have is not None:
+            display.display(
+                f"model_store: {name}: the download an earlier run started has finished, verifying it"
+            )
+            return 0, ""
+        if busy:
+            display.display(
+                f"model_store: {name}: a download of this file is still running (unit {unit}, or a process "
+                f"holding {part}); waiting for it instead of starting a second one"
+            )
+            rc, err, have = self._wait(name, part, unit, total, poll, deadline, have or 0, timeout, own=False)
+            if rc == 0:
+                return 0, ""
+            if rc is None and have is None:
+                return PLACED, ""
+            display.display(
+                f"model_store: {name}: that download stopped "
+                f"({'without a status' if rc is None else f'curl rc={rc}'}: {err or 'no message'}); resuming it"
+            )
         if total and have == total:
             display.display(f"model_store: {name}: the partial file is complete, verifying it")
             return 0, ""
-        base = shlex.quote(part)
         for resume in (True, False):
             if have and resume:
                 display.display(f"model_store: {name}: resuming at {human_bytes(have)}")
-            argv = " ".join(shlex.quote(a) for a in curl_argv(url, part, resume=resume))
-            job = f"{argv} 2>{base}.log; echo $? > {base}.rc"
-            self._sh(
-                f"rm -f {base}.rc {base}.log; "
-                # A transient systemd unit outlives the ssh session that started it;
-                # setsid alone is killed with the session on some hosts.
-                f"if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then "
-                f"systemd-run --quiet --collect --unit=ailab-fetch-$$-$(date +%s) sh -c {shlex.quote(job)}; "
-                f"else setsid sh -c {shlex.quote(job)} </dev/null >/dev/null 2>&1 & fi"
-            )
-            started = time.time()
-            while True:
-                time.sleep(poll)
-                status = self._sh(f"cat {base}.rc 2>/dev/null; stat -c %s {base} 2>/dev/null || echo 0")
-                lines = status["stdout"].split()
-                done = int(lines[-1]) if lines else 0
-                elapsed = time.time() - started
-                if len(lines) == 2:
-                    rc = int(lines[0])
-                    break
-                display.display(f"model_store: {progress_line(name, done, total, elapsed, have or 0)}")
-                if elapsed > timeout:
-                    self._sh(f"pkill -f -- {shlex.quote('--output ' + part)} || true", check=False)
-                    raise AnsibleActionFail(
-                        f"{name}: download did not finish within {timeout} s ({human_bytes(done)} fetched); "
-                        f"the partial file {part} is kept and the next run resumes it"
-                    )
-            err = self._sh(f"cat {base}.log 2>/dev/null; rm -f {base}.rc {base}.log")["stdout"].strip()
-            display.display(
-                f"model_store: {progress_line(name, done, total, time.time() - started, have or 0)}, curl rc={rc}"
-            )
-            if rc == 33 and resume:  # the server ignores Range: start over
+            self._start(url, part, unit, resume)
+            start = (have or 0) if resume else 0
+            rc, err, done = self._wait(name, part, unit, total, poll, deadline, start, timeout, own=True)
+            if rc is None and done is None:  # another run waiting on this download placed it first
+                return PLACED, ""
+            if rc is None:
+                return -1, err or f"the download stopped without a status (unit {unit} stopped or killed?)"
+            if rc == 33 and resume:  # the server ignores Range: start over (curl truncates the file)
                 display.display(f"model_store: {name}: the server cannot resume; downloading from the start")
-                self._sh(f"rm -f {base}")
                 have = None
                 continue
             return rc, err
         return rc, err  # pragma: no cover
+
+    def _adopt(self, result, name, algo, digest, dest, stamp_path, part):
+        """Another run placed the file this run waited for: check it as a present file."""
+        size, mtime = self._size_mtime(dest)
+        stamp = self._read_stamp(stamp_path)
+        if size is not None and stamp_matches(stamp, algo, digest, size, mtime):
+            result.update(
+                changed=True,
+                msg="placed and verified by another run meanwhile",
+                size=size,
+                digest=stamp["digest"],
+            )
+            return result
+        found = self._hash(algo, dest, name, size) if size is not None else None
+        if found is None or (digest and found != digest):
+            raise AnsibleActionFail(
+                f"{name}: the download into {part} this run waited for was taken by another run, and {dest} "
+                f"does not hold the wanted file ({algo}:{found or 'missing'}); run again"
+            )
+        self._write_stamp(stamp_path, algo, found, dest)
+        result.update(
+            changed=True, msg="placed by another run meanwhile; verified and stamped", size=size, digest=found
+        )
+        return result
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -174,16 +317,12 @@ class ActionModule(ActionBase):
         timeout = int(args.get("timeout", 86400))
         directory, _, base = dest.rpartition("/")
         part = f"{directory}/.{base}.part"
+        qpart = shlex.quote(part)
         result.update(dest=dest, changed=False)
 
         size, mtime = self._size_mtime(dest)
-        stamp = None
         if size is not None:
-            raw = self._sh(f"cat {shlex.quote(stamp_path)} 2>/dev/null || true")["stdout"]
-            try:
-                stamp = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                stamp = None
+            stamp = self._read_stamp(stamp_path)
             if stamp_matches(stamp, algo, digest, size, mtime):
                 result.update(msg="present and verified (stamp)", size=size, digest=stamp["digest"])
                 return result
@@ -201,28 +340,51 @@ class ActionModule(ActionBase):
 
         self._sh(f"mkdir -p {shlex.quote(directory)}")
         rc, err = self._download(name, url, part, poll, timeout)
+        if rc == PLACED:
+            return self._adopt(result, name, algo, digest, dest, stamp_path, part)
         if rc != 0:
             raise AnsibleActionFail(
                 f"{name}: fetching {url} failed (curl rc={rc}): {err or 'no message'}; "
                 f"the partial file {part} is kept for the next run to resume"
             )
         got_size = self._size_mtime(part)[0]
-        found = self._hash(algo, part, name, got_size)
+        if got_size is None:  # another run waiting on the same download placed it first
+            return self._adopt(result, name, algo, digest, dest, stamp_path, part)
+        try:
+            found = self._hash(algo, part, name, got_size)
+        except AnsibleActionFail:
+            if self._size_mtime(part)[0] is None:  # placed meanwhile by another run that waited on it
+                return self._adopt(result, name, algo, digest, dest, stamp_path, part)
+            raise
         if digest and found != digest:
-            self._sh(f"rm -f {shlex.quote(part)}")
+            self._sh(f"rm -f {qpart} {qpart}.rc {qpart}.log")
             raise AnsibleActionFail(
                 f"{name}: checksum mismatch for {url}: expected {algo}:{digest}, got {algo}:{found}; "
                 f"the download was removed and nothing was written to {dest}"
             )
         owner = shlex.quote(f"{args.get('owner', 'root')}:{args.get('group', 'root')}")
         mode = shlex.quote(str(args.get("mode", "0644")))
-        self._sh(
-            f"chown {owner} {shlex.quote(part)} && chmod {mode} {shlex.quote(part)} && "
-            f"mv -f -T {shlex.quote(part)} {shlex.quote(dest)}"
+        placed = self._sh(
+            f"chown {owner} {qpart} && chmod {mode} {qpart} && mv -f -T {qpart} {shlex.quote(dest)} && "
+            f"rm -f {qpart}.rc {qpart}.log",
+            check=False,
         )
+        if placed["rc"] != 0:
+            if self._size_mtime(part)[0] is None:  # placed meanwhile by another run that waited on it
+                return self._adopt(result, name, algo, digest, dest, stamp_path, part)
+            raise AnsibleActionFail(
+                f"{name}: could not put {part} in place as {dest} (rc={placed['rc']}): {placed['stderr'].strip()}"
+            )
         self._write_stamp(stamp_path, algo, found, dest)
         result.update(changed=True, msg=f"fetched and verified ({algo})", size=got_size, digest=found)
         return result
+
+    def _read_stamp(self, stamp_path):
+        raw = self._sh(f"cat {shlex.quote(stamp_path)} 2>/dev/null || true")["stdout"]
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return None
 
     def _write_stamp(self, stamp_path, algo, digest, dest):
         size, mtime = self._size_mtime(dest)
