@@ -1,10 +1,12 @@
-"""Model instances on one host: the real llama.cpp server, the textgen and Ollama stand-ins.
+"""Model instances on one host: the real llama.cpp server, the textgen and Ollama stand-ins
+(the textgen stand-in serves its GGUF through the real llama-server, as upstream does).
 
 Read-only checks of what converge and side_effect.yml left behind (side_effect.yml
 records PIDs, timings, a completion and a killed PID under /var/lib/ailab-test).
 """
 
 import json
+import re
 
 import pytest
 
@@ -92,8 +94,60 @@ KEY = "-H 'Authorization: Bearer standin-test-key'"
 def test_textgen_standin_serves_the_model_from_cmd_flags(host):
     out = json.loads(curl(host, KEY, f"http://{addr(host)}:5010/v1/models"))
     assert [m["id"] for m in out["data"]] == [MODEL]
-    reply = json.loads(curl(host, KEY, "-d '{}'", f"http://{addr(host)}:5010/v1/completions"))
-    assert "stand-in" in reply["choices"][0]["text"]
+
+
+def test_textgen_answers_a_real_completion_generated_by_llama_server(host):
+    reply = json.loads(
+        curl(
+            host,
+            KEY,
+            "-H 'Content-Type: application/json'",
+            '-d \'{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}\'',
+            f"http://{addr(host)}:5010/v1/completions",
+        )
+    )
+    text = reply["choices"][0]["text"]
+    print("textgen completion:", repr(text))
+    assert reply["object"] == "text_completion" and reply["id"].startswith("cmpl-")
+    assert reply["usage"]["completion_tokens"] > 0
+    assert text and "stand-in" not in text
+    # Greedy decoding: llama-server itself, asked for the same tokens, gives the same text.
+    tokens = json.loads(
+        curl(
+            host,
+            '-d \'{"content": "Once upon a time", "add_special": true}\'',
+            "http://127.0.0.1:5015/tokenize",
+        )
+    )["tokens"]
+    body = json.dumps({"prompt": tokens, "n_predict": 8, "temperature": 0, "top_k": 1})
+    direct = json.loads(curl(host, f"-d '{body}'", "http://127.0.0.1:5015/completion"))
+    assert direct["content"] == text
+
+
+def test_textgen_runs_upstream_llama_server_on_api_port_plus_5(host):
+    # modules/llama_cpp_server.py (textgen v4.7.3): the llama_cpp_binaries binary, a child
+    # of server.py, on api_port+5 at llama-server's default host 127.0.0.1, upstream's flags.
+    listening = host.check_output("ss -Htlnp 'sport = :5015'")
+    assert "127.0.0.1:5015 " in listening and '"llama-server"' in listening, listening
+    pid = re.search(r'"llama-server",pid=(\d+)', listening).group(1)
+    status = host.file(f"/proc/{pid}/status").content_string
+    main = host.check_output("systemctl show -p MainPID --value textgen-coder")
+    assert re.search(r"^PPid:\s+(\d+)$", status, re.M).group(1) == main
+    argv = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/cmdline").splitlines()
+    assert re.fullmatch(
+        r"/opt/text-generation-webui/installer_files/env/lib/python3\.\d+/site-packages/llama_cpp_binaries/bin/llama-server",
+        argv[0],
+    ), argv
+    line = " ".join(argv[1:])
+    for expected in (
+        f"--model {MODEL} --batch-size 1024 --ubatch-size 1024 --port 5015 --no-webui --flash-attn on --ctx-size 1024",
+        "--threads 3",
+        "--parallel 1",
+    ):
+        assert expected in line, (expected, line)
+    cmd_flags = host.file("/srv/textgen/coder/CMD_FLAGS.txt").content_string.splitlines()
+    gpu = [flag for flag in cmd_flags if flag.startswith("--gpu-layers ")]
+    assert (gpu[0] + " --fit off" if gpu else "--fit on --fit-ctx 8192 --fit-target 512") in line, line
 
 
 def test_textgen_api_key_is_required(host):

@@ -3,7 +3,8 @@
 # Upstream downloads Miniforge into installer_files/, builds installer_files/env and
 # runs one_click.py, which installs the requirements for GPU_CHOICE (A NVIDIA, B AMD,
 # N CPU) and launches server.py unless LAUNCH_AFTER_INSTALL is false. This stand-in
-# downloads nothing: installer_files/env/bin/python is a link to the system python3.
+# downloads nothing: installer_files/env/bin/python is a link to the system python3,
+# and one_click.py installs only llama_cpp_binaries (the real llama-server) from the archive.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [[ "$(pwd)" =~ " " ]]; then echo "This script relies on Miniforge which can not be silently installed under a path with spaces."; exit 1; fi
