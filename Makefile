@@ -25,7 +25,7 @@ help:
 	@echo "make lab-down  remove the lab hosts"
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
-	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (15-18 min)"
+	@echo "make test-vm   VM tier (QEMU): kernel NFS, reboot, rebuild (about 22 min)"
 	@echo "make bench     inspection and lab converge benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
@@ -72,7 +72,7 @@ test: test-times-start venv lint test-unit test-molecule test-integration test-v
 	@$(BIN)/python tests/lib/test_times.py $(AILAB_TEST_TIMES) benchmarks/results/test-times.md
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
-# and client, a reboot with the server down, a rebuild from the base image (15-18 min).
+# and client, a reboot with the server down, a rebuild from the base image (about 22 min).
 test-vm: venv artifacts
 	tests/vm/ensure-host-tools.sh
 	$(TIMED) "artifact: VM base disk" "tests/vm/build-image.sh --check" -- tests/vm/build-image.sh >/dev/null
