@@ -30,6 +30,17 @@ def main_pids(container: str) -> dict:
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
+def assert_removed_alone(container: str, before: dict, unit: str, port: int) -> None:
+    """``unit`` is stopped, its file gone, its port free; every other instance kept its PID."""
+    after = main_pids(container)
+    assert unit not in after
+    assert host_exec(container, "test", "-e", f"/etc/systemd/system/{unit}", check=False).returncode != 0
+    assert f":{port} " not in host_exec(container, "ss", "-Htln").stdout
+    for other, pid in before.items():
+        if other != unit:
+            assert after.get(other) == pid, f"{other} was restarted"
+
+
 def test_first_converge_leaves_every_instance_serving(lab):
     report = run_playbook("playbooks/verify.yml")
     assert report.rc == 0, report.failure_messages() or report.stdout[-3000:]
@@ -104,19 +115,7 @@ def test_remove_instance_leaves_others_untouched(lab, tmp_path):
     )
     run = run_playbook("site.yml", inventory=inventory, tags="instances", limit="localcloud")
     assert run.rc == 0, run.failure_messages()
-    after = main_pids(container)
-    assert "llamacpp-extra.service" not in after
-    assert (
-        host_exec(
-            container, "test", "-e", "/etc/systemd/system/llamacpp-extra.service", check=False
-        ).returncode
-        != 0
-    )
-    ports = host_exec(container, "ss", "-Htln").stdout
-    assert ":8091 " not in ports
-    for unit, pid in before.items():
-        if unit != "llamacpp-extra.service":
-            assert after.get(unit) == pid, f"{unit} was restarted"
+    assert_removed_alone(container, before, "llamacpp-extra.service", 8091)
 
 
 def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, tmp_path):
@@ -132,18 +131,7 @@ def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, 
     assert "llamacpp-orphan.service" in before
     run = run_playbook("site.yml", tags="instances", limit="localcloud")
     assert run.rc == 0, run.failure_messages()
-    after = main_pids(container)
-    assert "llamacpp-orphan.service" not in after
-    assert (
-        host_exec(
-            container, "test", "-e", "/etc/systemd/system/llamacpp-orphan.service", check=False
-        ).returncode
-        != 0
-    )
-    assert ":8092 " not in host_exec(container, "ss", "-Htln").stdout
-    for unit, pid in before.items():
-        if unit != "llamacpp-orphan.service":
-            assert after.get(unit) == pid, f"{unit} was restarted"
+    assert_removed_alone(container, before, "llamacpp-orphan.service", 8092)
     assert run_playbook("site.yml", tags="instances", limit="localcloud").changed_tasks() == []
 
 
