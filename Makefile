@@ -18,7 +18,7 @@ export AILAB_TEST_TIMES ?= $(abspath .cache/test-times.tsv)
 TIMED := tests/lib/timed.sh
 LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(shell sed -n 's/^llamacpp_server_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/llamacpp_server/defaults/main.yml)-bin-ubuntu-x64.tar.gz
 
-.PHONY: test-times-start help venv host-tools images artifacts lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
+.PHONY: test-times-start help venv host-tools vm-host-tools images artifacts vm-image prebuild lint test test-unit test-molecule test-integration test-vm bench lab lab-down clean
 
 help:
 	@echo "make lab       set up everything and converge the local lab (containers)"
@@ -52,11 +52,24 @@ artifacts: venv
 	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_llama_server.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
 
+# The VM tier's QEMU and its base disk (debootstrap), shared by every clone.
+vm-host-tools:
+	tests/vm/ensure-host-tools.sh
+
+vm-image: vm-host-tools
+	$(TIMED) "artifact: VM base disk" "tests/vm/build-image.sh --check" -- tests/vm/build-image.sh >/dev/null
+
+# Every artifact `make test` needs, the long builds side by side: two debootstraps
+# (lab images, VM base disk) wait on the network and the disk while llama-server
+# compiles. Host tools are installed first, one apt at a time.
+prebuild: venv host-tools vm-host-tools
+	$(MAKE) --no-print-directory -j3 images artifacts vm-image
+
 lint: venv
 	$(TIMED) "tier: lint" - -- bash -c '$(BIN)/yamllint --strict . && $(BIN)/ansible-lint --profile production && $(BIN)/ruff check . && $(BIN)/ruff format --check .'
 
 test-unit: venv
-	$(TIMED) "tier: unit" - -- $(BIN)/pytest -q tests/unit
+	$(TIMED) "tier: unit" - -- $(BIN)/pytest -q -n auto --dist loadfile tests/unit
 
 test-molecule: venv images artifacts
 	for s in $(SCENARIOS); do $(TIMED) "tier: molecule $$s" - -- $(BIN)/molecule test -s $$s || exit 1; done
@@ -68,14 +81,12 @@ test-integration: venv images artifacts
 test-times-start:
 	@mkdir -p $(dir $(AILAB_TEST_TIMES)); : >$(AILAB_TEST_TIMES)
 
-test: test-times-start venv lint test-unit test-molecule test-integration test-vm
+test: test-times-start venv prebuild lint test-unit test-molecule test-integration test-vm
 	@$(BIN)/python tests/lib/test_times.py $(AILAB_TEST_TIMES) benchmarks/results/test-times.md
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
 # and client, a reboot with the server down, a rebuild from the base image (about 22 min).
-test-vm: venv artifacts
-	tests/vm/ensure-host-tools.sh
-	$(TIMED) "artifact: VM base disk" "tests/vm/build-image.sh --check" -- tests/vm/build-image.sh >/dev/null
+test-vm: venv artifacts vm-image
 	$(TIMED) "tier: vm" - -- $(BIN)/molecule test -s vm
 
 lab: venv images artifacts

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from lab import REPO, VENV_BIN, host_exec, run_playbook, write_overlay_inventory
+from lab import REPO, VENV_BIN, host_exec, run_playbook, snapshot, write_overlay_inventory
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -171,8 +171,10 @@ def test_interrupted_converge_completes_on_the_next_run(lab):
 
 
 def test_rebuilt_host_comes_back_whole(lab):
-    """Destroy workstation, recreate it from the base image, converge only it."""
+    """Destroy workstation, recreate it from the base image, converge only it: every file
+    the toolkit manages comes back byte for byte, every unit in the state it was in."""
     container = lab["hosts"]["workstation"]
+    before = snapshot([container])[container]
     subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
     up = run_playbook("playbooks/lab_up.yml")
     assert up.rc == 0, up.failure_messages()
@@ -189,6 +191,10 @@ def test_rebuilt_host_comes_back_whole(lab):
     assert rebuild.rc == 0, rebuild.failure_messages()
     report = run_playbook("playbooks/verify.yml", limit="workstation")
     assert report.rc == 0, report.failure_messages()
+    after = snapshot([container])[container]
+    lost = sorted(set(before.splitlines()) - set(after.splitlines()))
+    gained = sorted(set(after.splitlines()) - set(before.splitlines()))
+    assert not lost and not gained, f"not as before the rebuild:\nlost: {lost}\ngained: {gained}"
     third = run_playbook("site.yml", limit="workstation")
     assert third.rc == 0, third.failure_messages()
     assert third.changed_tasks() == []

@@ -6,8 +6,10 @@
 #   NAME   the step, e.g. "tier: unit" or "artifact: llama-server"
 #   PROBE  a shell command run before COMMAND: exit 0 means the step's cache is warm
 #          (its artifact already exists); "-" for a step that has no cache
-# Appends "NAME<TAB>warm|cold|-<TAB>seconds<TAB>exit status" to $AILAB_TEST_TIMES
-# (default .cache/test-times.tsv) and exits with COMMAND's status.
+# Appends "NAME<TAB>warm|cold|-<TAB>seconds<TAB>exit status<TAB>start (epoch s)" to
+# $AILAB_TEST_TIMES (default .cache/test-times.tsv) and exits with COMMAND's status.
+# Steps may run side by side (the artifact builds do); the summary's total is the wall
+# time from the first start to the last end.
 set -uo pipefail
 times=${AILAB_TEST_TIMES:-.cache/test-times.tsv}
 name=$1 probe=$2
@@ -21,5 +23,5 @@ start=$(date +%s)
 "$@"
 rc=$?
 mkdir -p "$(dirname "$times")"
-printf '%s\t%s\t%s\t%s\n' "$name" "$cache" "$(($(date +%s) - start))" "$rc" >>"$times"
+printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$cache" "$(($(date +%s) - start))" "$rc" "$start" >>"$times"
 exit "$rc"
