@@ -345,12 +345,17 @@ def refusals(lab, broken_models, tmp_path_factory):
     hosts = lab["hosts"].values()
     before = snapshot(hosts)
 
-    def run_case(case):
-        _id, host, host_vars, group_vars, _words = case
-        inventory = write_overlay_inventory(
-            tmp_path_factory.mktemp(_id), host_vars=host_vars, group_vars=group_vars
+    # Each case's overlay inventory, written here: tmp_path_factory is not thread-safe.
+    inventories = {
+        case[0]: write_overlay_inventory(
+            tmp_path_factory.mktemp("case"), host_vars=case[2], group_vars=case[3]
         )
-        return _id, run_playbook("site.yml", inventory=inventory, limit=host)
+        for case in CASES
+    }
+
+    def run_case(case):
+        _id, host = case[0], case[1]
+        return _id, run_playbook("site.yml", inventory=inventories[_id], limit=host)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
         runs = dict(pool.map(run_case, CASES))

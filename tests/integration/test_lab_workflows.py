@@ -5,6 +5,7 @@ The tests run in file order and each leaves the lab converged and healthy.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -41,27 +42,47 @@ def assert_removed_alone(container: str, before: dict, unit: str, port: int) -> 
             assert after.get(other) == pid, f"{other} was restarted"
 
 
-def test_first_converge_leaves_every_instance_serving(lab):
-    report = run_playbook("playbooks/verify.yml")
+@pytest.fixture(scope="module")
+def converged_runs(lab):
+    """The runs a user makes on a converged lab, started side by side: verify, a second
+    converge, a check-mode run with diff, the plan preview.
+
+    Only the second converge could change a host, and it must not: while it changes
+    nothing, the others see exactly the converged lab; if it changes something, its own
+    test fails with the changed tasks.
+    """
+    runs = {
+        "verify": ("playbooks/verify.yml", {}),
+        "second": ("site.yml", {}),
+        "check": ("site.yml", {"check": True, "diff": True}),
+        "plan": ("playbooks/plan.yml", {}),
+    }
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {name: pool.submit(run_playbook, path, **kw) for name, (path, kw) in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_first_converge_leaves_every_instance_serving(converged_runs):
+    report = converged_runs["verify"]
     assert report.rc == 0, report.failure_messages() or report.stdout[-3000:]
     assert (REPO / "reports" / "health.md").exists()
     assert "<table>" in (REPO / "reports" / "health.html").read_text()
 
 
-def test_second_converge_changes_nothing(lab):
-    second = run_playbook("site.yml")
+def test_second_converge_changes_nothing(converged_runs):
+    second = converged_runs["second"]
     assert second.rc == 0, second.failure_messages()
     assert second.changed_tasks() == []
 
 
-def test_check_diff_on_converged_lab_reports_no_change_and_no_failure(lab):
-    check = run_playbook("site.yml", check=True, diff=True)
+def test_check_diff_on_converged_lab_reports_no_change_and_no_failure(converged_runs):
+    check = converged_runs["check"]
     assert check.rc == 0, check.failure_messages()
     assert check.changed_tasks() == []
 
 
-def test_plan_writes_a_json_plan_per_host(lab):
-    plan = run_playbook("playbooks/plan.yml")
+def test_plan_writes_a_json_plan_per_host(converged_runs):
+    plan = converged_runs["plan"]
     assert plan.rc == 0, plan.failure_messages()
     for host in ("localcloud", "workstation", "amdbox"):
         data = json.loads((REPO / ".plan" / f"{host}.json").read_text())

@@ -10,8 +10,15 @@
 #   id_ed25519[.pub]         the client key root accepts; generated per build
 #   ssh_host_ed25519_key.pub the guests' host key, for a real known_hosts file
 #   repo/                    a flat apt repository with the packages the roles
-#                            install (NFS, Python venv, ...); the VMs have no route
-#                            to any mirror, so the scenario serves this to them
+#                            install (NFS, llama-server's libgomp, ...); the VMs have
+#                            no route to any mirror, so the scenario serves this to them
+#
+# Those packages are also installed in the base disk: under software emulation dpkg
+# costs minutes per guest, and installing them is proven where it is cheap (the
+# container tiers install nfs-kernel-server, nfs-common, libgomp1, acl and rsync with
+# the same roles). The roles still ask apt for them, so a package a role names that
+# the repository lacks fails the VM tier. nfs-server.service is installed disabled: only
+# the nfs_server role enables it, on the store server.
 #
 # Everything is keyed by a hash of this file: a changed recipe builds a new
 # directory. Prints that directory on its last line.
@@ -29,7 +36,7 @@ out="${cache_dir}/vm/debian12-${recipe_hash}"
 # The container recipe, plus what a booted machine needs.
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates,curl,gnupg,kmod,udev
 packages+=,linux-image-amd64,initramfs-tools,zstd,openssh-server
-# Served to the guests from repo/ (with their dependencies), installed by the roles.
+# Served to the guests from repo/ (with their dependencies) and installed in the disk.
 repo_packages=(nfs-kernel-server nfs-common libgomp1 acl rsync)
 
 # --check: build nothing; exit 0 when the base disk of this recipe exists, else 1.
@@ -77,6 +84,12 @@ echo "deb ${url} ${suite} main" >"${root}/etc/apt/sources.list"
 mount -t proc proc "${root}/proc"
 in_root apt-get update -qq
 in_root apt-get install -qq --download-only --no-install-recommends -y "${repo_packages[@]}" >/dev/null
+# Installed from those same files; no service starts in the chroot.
+printf '#!/bin/sh\nexit 101\n' >"${root}/usr/sbin/policy-rc.d"
+chmod 0755 "${root}/usr/sbin/policy-rc.d"
+in_root apt-get install -qq --no-install-recommends -y "${repo_packages[@]}" >/dev/null
+rm -f "${root}/usr/sbin/policy-rc.d"
+in_root systemctl disable nfs-server.service >/dev/null 2>&1
 umount "${root}/proc"
 mkdir -p "${work}/repo"
 mv "${root}"/var/cache/apt/archives/*.deb "${work}/repo/"
