@@ -81,19 +81,19 @@ test-integration: venv images artifacts
 test-times-start:
 	@mkdir -p $(dir $(AILAB_TEST_TIMES)); : >$(AILAB_TEST_TIMES)
 
-test: test-times-start venv prebuild test-tiers
+test: test-times-start venv prebuild lint test-unit test-tiers
 	@$(BIN)/python tests/lib/test_times.py $(AILAB_TEST_TIMES) benchmarks/results/test-times.md
 
-# The VM tier runs beside the others: its guests and the container tiers each leave
-# the other's core half idle (software emulation waits on ssh round trips, Ansible on
-# docker exec). The container tiers keep their order; the VM tier's output goes to
-# $(VM_LOG), shown when it fails.
+# After lint and the unit tier (which use every core themselves), the VM tier runs
+# beside the container tiers: its emulated guests and Ansible on the containers each
+# leave cores idle while they wait on round trips. The container tiers keep their
+# order; the VM tier's output goes to $(VM_LOG), shown when it fails.
 VM_LOG := $(abspath .cache/test-vm.log)
 test-tiers:
 	$(MAKE) --no-print-directory -j2 test-containers test-vm-beside
 
 test-containers:
-	$(MAKE) --no-print-directory -j1 lint test-unit test-molecule test-integration
+	$(MAKE) --no-print-directory -j1 test-molecule test-integration
 
 test-vm-beside:
 	@mkdir -p $(dir $(VM_LOG)); echo "VM tier: started beside the other tiers, output in $(VM_LOG)"
