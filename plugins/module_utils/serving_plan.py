@@ -30,6 +30,8 @@ Decision rules (design.md, reference/serving-facts.md):
   GGUF -> llama.cpp; EXL3 (format, or "exl3" in the name) -> ExLlamav3, NVIDIA only;
   EXL2 -> refused (no loader since textgen 4.0); everything else -> Transformers.
 - bitsandbytes (a bitsandbytes model, --load-in-4bit/8bit) needs NVIDIA.
+- An NVIDIA or AMD GPU whose memory is unknown (driver not loaded yet, and no
+  ``gpu_vram_mib``) is refused, never planned for the CPU; ``unknown_vram`` says why.
 - A GPU with <= 4 GiB VRAM counts as no GPU (the rule LocalAI uses); Intel GPUs count as
   no GPU (the textgen, Ollama and llama-cpp-python builds the roles install have no
   Intel backend).
@@ -226,6 +228,42 @@ def effective_gpu(gpu):
             "runs on the CPU.".format(vendor.upper() if vendor == "amd" else "NVIDIA", vram),
         )
     return vendor, vram, None
+
+
+def unknown_vram(gpu):
+    """Why the host's NVIDIA or AMD GPU cannot be planned yet (one sentence), or None.
+
+    Before its driver is loaded (a fresh install, the reboot still pending) a card's
+    memory cannot be read: nvidia-smi needs the nvidia module, and amdgpu publishes
+    ``mem_info_vram_total`` only once bound. Planning such a host as if it had no GPU
+    would build and run everything for the CPU without a word, so the plan is refused
+    and asks for ``gpu_vram_mib`` (or ``gpu_vendor: none``, the way to say "CPU") instead.
+    """
+    gpu = gpu or {}
+    vendor = gpu.get("vendor") or "none"
+    if vendor not in ("nvidia", "amd") or (_as_int(gpu.get("total_vram_mib")) or 0) > 0:
+        return None
+    cards = [d for d in gpu.get("devices") or [] if isinstance(d, dict) and d.get("vendor") == vendor]
+    name = "NVIDIA" if vendor == "nvidia" else "AMD"
+    if not cards:
+        where = f"gpu_vendor is {vendor} but no {name} GPU was found on the host"
+    else:
+        described = ", ".join(
+            "{} at {} (driver: {})".format(d.get("name") or "a card", d.get("pci_slot") or "?", d.get("driver") or "none")
+            for d in cards
+        )
+        if all(d.get("driver_loaded") for d in cards):
+            tool = "nvidia-smi" if vendor == "nvidia" else "rocm-smi and sysfs"
+            where = f"the {name} GPU ({described}) reports no memory size ({tool} gave none; see the gpu facts' warnings)"
+        else:
+            where = (
+                f"the {name} GPU ({described}) has no memory size yet: it is read from its driver, "
+                "which is not loaded (a fresh install, or its reboot is pending)"
+            )
+    return (
+        f"{where}; set gpu_vram_mib for this host (the card's memory in MiB, e.g. 24576) to plan for "
+        "the GPU now, or gpu_vendor: none to plan everything for the CPU"
+    )
 
 
 def kv_cache_mib(model, ctx):
@@ -616,7 +654,10 @@ def plan_instance(
 
     # GPU.
     vendor, vram, gpu_reason = effective_gpu(gpu)
-    if gpu_reason:
+    vram_problem = unknown_vram(gpu)
+    if vram_problem:
+        err("gpu_vram_mib", vram_problem)
+    elif gpu_reason:
         reasons.append(gpu_reason)
 
     # User flags.

@@ -226,3 +226,86 @@ def test_unknown_override_vendor_is_an_error():
 def test_from_inventory_builds_facts_without_a_host():
     facts = gd.from_inventory("amd", 16384)
     assert facts["vendor"] == "amd" and facts["total_vram_mib"] == 16384 and facts["source"] == "inventory"
+
+
+# ---------------------------------------------------------------- a fresh GPU host, detection to plan
+
+
+def _plan_fresh_host(facts):
+    from ansible.module_utils import serving_plan as sp
+
+    instance = {"name": "coder", "backend": "llamacpp", "model": "m.gguf", "port": 8080}
+    model = {
+        "format": "gguf",
+        "layers": 28,
+        "heads": 28,
+        "kv_heads": 4,
+        "embedding_length": 3584,
+        "context_length": 32768,
+        "size_bytes": 4683 * 1024 * 1024,
+        "complete": True,
+        "servable": True,
+    }
+    return sp.plan_host("ws", [instance], {"m.gguf": model}, facts, 65536)
+
+
+@pytest.mark.parametrize("driver", [None, "nouveau"])
+def test_fresh_nvidia_host_is_refused_asking_for_gpu_vram_mib_never_planned_for_the_cpu(root, driver):
+    """Before the driver loads, nothing reads the card's memory: the plan must not fall
+    back to the CPU (a CPU plan, and so a CPU build, for a GPU host) but ask for it."""
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver=driver)
+    write(os.path.join(root, "usr/share/misc/pci.ids"), PCI_IDS)
+    facts = gd.gpu_facts(root, "auto", None, FakeTools().run, FakeTools().which)
+    host = _plan_fresh_host(facts)
+    assert host["refused"]
+    (message,) = host["errors"]
+    assert message.startswith("ws/coder: gpu_vram_mib: the NVIDIA GPU (AD102 [GeForce RTX 4090] at 0000:01:00.0")
+    assert f"driver: {driver or 'none'}" in message and "not loaded" in message
+    assert "set gpu_vram_mib" in message
+    assert not any("runs on the CPU" in r for r in host["instances"][0]["reasons"])
+
+
+def test_fresh_nvidia_host_with_gpu_vram_mib_is_planned_for_its_gpu(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684")
+    facts = gd.gpu_facts(root, "auto", 24576, FakeTools().run, FakeTools().which)
+    host = _plan_fresh_host(facts)
+    assert not host["refused"], host["errors"]
+    (p,) = host["instances"]
+    assert p["device"] == "gpu" and p["gpu_layers"] == 29 and p["estimated_vram_mib"] > 0
+
+
+def test_the_same_host_after_its_driver_loads_needs_no_gpu_vram_mib(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    facts = gd.gpu_facts(root, "auto", None, nvidia_tools().run, nvidia_tools().which)
+    host = _plan_fresh_host(facts)
+    assert not host["refused"], host["errors"]
+    assert host["instances"][0]["gpu_layers"] == 29
+
+
+def test_driver_loaded_but_no_memory_reported_says_so(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    tools = FakeTools({"nvidia-smi": (9, "", "NVIDIA-SMI has failed")})
+    host = _plan_fresh_host(gd.gpu_facts(root, "auto", None, tools.run, tools.which))
+    (message,) = host["errors"]
+    assert "reports no memory size (nvidia-smi gave none" in message
+
+
+def test_fresh_amd_host_without_amdgpu_bound_is_refused_too(root):
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c")
+    host = _plan_fresh_host(gd.gpu_facts(root, "auto", None, FakeTools().run, FakeTools().which))
+    (message,) = host["errors"]
+    assert "ws/coder: gpu_vram_mib: the AMD GPU" in message and "not loaded" in message
+
+
+def test_gpu_vendor_from_inventory_without_a_card_or_vram_is_refused(root):
+    host = _plan_fresh_host(gd.gpu_facts(root, "nvidia", None, FakeTools().run, FakeTools().which))
+    (message,) = host["errors"]
+    assert "gpu_vendor is nvidia but no NVIDIA GPU was found on the host" in message
+
+
+def test_gpu_vendor_none_is_how_a_gpu_host_is_planned_for_the_cpu(root):
+    add_pci(root, "0000:01:00.0", "0x10de", "0x2684")
+    host = _plan_fresh_host(gd.gpu_facts(root, "none", None, FakeTools().run, FakeTools().which))
+    assert not host["refused"], host["errors"]
+    (p,) = host["instances"]
+    assert p["device"] == "cpu" and any("runs on the CPU" in r for r in p["reasons"])
