@@ -249,7 +249,9 @@ def unknown_vram(gpu):
         where = f"gpu_vendor is {vendor} but no {name} GPU was found on the host"
     else:
         described = ", ".join(
-            "{} at {} (driver: {})".format(d.get("name") or "a card", d.get("pci_slot") or "?", d.get("driver") or "none")
+            "{} at {} (driver: {})".format(
+                d.get("name") or "a card", d.get("pci_slot") or "?", d.get("driver") or "none"
+            )
             for d in cards
         )
         if all(d.get("driver_loaded") for d in cards):

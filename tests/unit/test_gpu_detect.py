@@ -259,7 +259,9 @@ def test_fresh_nvidia_host_is_refused_asking_for_gpu_vram_mib_never_planned_for_
     host = _plan_fresh_host(facts)
     assert host["refused"]
     (message,) = host["errors"]
-    assert message.startswith("ws/coder: gpu_vram_mib: the NVIDIA GPU (AD102 [GeForce RTX 4090] at 0000:01:00.0")
+    assert message.startswith(
+        "ws/coder: gpu_vram_mib: the NVIDIA GPU (AD102 [GeForce RTX 4090] at 0000:01:00.0"
+    )
     assert f"driver: {driver or 'none'}" in message and "not loaded" in message
     assert "set gpu_vram_mib" in message
     assert not any("runs on the CPU" in r for r in host["instances"][0]["reasons"])
