@@ -8,6 +8,7 @@ relative to this file; serving_plan.py finds textgen_flags.py the same way.
 
 import importlib.util
 import os
+import posixpath
 
 from ansible.errors import AnsibleFilterError
 
@@ -64,15 +65,19 @@ def serving_model_paths(instances, model_root=None):
     return serving_plan.model_paths(instances, model_root)
 
 
-def serving_store_pending(models, store_models, mount_path, instances=None):
-    """Models missing on a host that the model store declares but has not fetched yet.
+def serving_store_pending(models, store_models, mount_path, instances=None, store_path=None):
+    """Models missing on a host that the model store has, or will have once it fetches them.
 
     ``models``: model_facts results keyed by path; ``store_models``: the store's
-    ``model_store_models``; ``mount_path``: where the store is mounted on this host.
-    Returns ``{"src": {path: source path on the store server}, "url": {path: url},
+    ``model_store_models``; ``mount_path``: where the store is mounted on this host;
+    ``store_path``: where the store server keeps it (``model_store.path``).
+    Returns ``{"src": {path: path to inspect on the store server}, "url": {path: url},
     "instances": [names of instances whose model only a download will bring]}``:
     a model with a local ``src`` can be inspected there before the store copies it;
-    one with a ``url`` can only be planned once it is downloaded.
+    one with a ``url`` can only be planned once it is downloaded. A missing model under
+    ``mount_path`` that the store does not declare (copied there by hand) is inspected
+    in the store itself: on a freshly installed host the mount does not exist until the
+    store play has run, and the model must not be refused for that.
     """
     declared = {}
     for entry in store_models or []:
@@ -83,7 +88,12 @@ def serving_store_pending(models, store_models, mount_path, instances=None):
     pending = {"src": {}, "url": {}, "instances": []}
     for path, facts in (models or {}).items():
         missing = isinstance(facts, dict) and str(facts.get("error") or "").endswith("does not exist")
-        if not missing or path not in declared:
+        if not missing:
+            continue
+        if path not in declared:
+            rel = posixpath.relpath(path, mount_path) if mount_path and posixpath.isabs(path) else ""
+            if store_path and rel and not rel.startswith(".."):
+                pending["src"][path] = posixpath.join(str(store_path), rel)
             continue
         entry = declared[path]
         if entry.get("src"):

@@ -150,3 +150,22 @@ def test_orphans_ignore_other_units_and_an_auto_absent_entry():
 
     units = ["/etc/systemd/system/ollama.service", "/etc/systemd/system/textgen-x.service"]
     assert serving_orphans(units, [], [{"name": "x", "backend": "auto"}]) == []
+
+
+def test_store_pending_inspects_a_hand_copied_model_in_the_store_while_the_host_has_no_mount():
+    """A rebuilt client has no NFS mount at preflight: a model the store holds but does not
+    declare (copied there by hand) is inspected on the store server under its own path."""
+    models = {
+        "/m/hand/copied.gguf": {"error": "/m/hand/copied.gguf does not exist"},
+        "/elsewhere/x.gguf": {"error": "/elsewhere/x.gguf does not exist"},
+        "/m/ok.gguf": MODEL,
+    }
+    instances = [{"name": "one", "model": "hand/copied.gguf"}, {"name": "two", "model": "/elsewhere/x.gguf"}]
+    pending = serving.serving_store_pending(models, [], "/m", instances, store_path="/srv/store")
+    assert pending == {
+        "src": {"/m/hand/copied.gguf": "/srv/store/hand/copied.gguf"},
+        "url": {},
+        "instances": [],
+    }
+    # Without the store's path (plan.yml, the store server itself) nothing is looked up elsewhere.
+    assert serving.serving_store_pending(models, [], "/m", instances)["src"] == {}

@@ -115,3 +115,52 @@ def test_host_without_instances_is_skipped(lab):
     proc = run_plan(inventory, lab / "plan")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (lab / "plan" / "planhost.json").exists()
+
+
+def test_the_store_server_plans_its_own_instances_from_the_store_not_the_clients_mount_point(lab):
+    """On model_store.server the store lives at model_store.path; mount_path is where the
+    clients mount it, and nothing is mounted there on the server itself."""
+    store = {"server": "planhost", "path": str(lab / "models"), "mount_path": str(lab / "not-mounted-here")}
+    inventory = write_inventory(lab, [CODER], model_store=store)
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (coder,) = json.loads((lab / "plan" / "planhost.json").read_text())["instances"]
+    assert coder["model"] == str(lab / "models" / GGUF_NAME) and not coder["refused"]
+
+
+@pytest.mark.parametrize(
+    ("server", "expected"), [("planhost", "/srv/store"), ("elsewhere", "/media/data/models")]
+)
+def test_model_instances_reads_the_store_where_this_host_has_it(tmp_path, server, expected):
+    """The deploy's default agrees with plan.yml: the store server reads model_store.path."""
+    play = tmp_path / "store_path.yml"
+    play.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "ansible.builtin.include_vars": os.path.join(
+                                ROOT, "roles/model_instances/defaults/main.yml"
+                            )
+                        },
+                        {"ansible.builtin.debug": {"msg": "STORE={{ model_instances_store_path }}"}},
+                    ],
+                }
+            ]
+        )
+    )
+    store = {"server": server, "path": "/srv/store", "mount_path": "/media/data/models"}
+    inventory = write_inventory(tmp_path, [], model_store=store)
+    proc = subprocess.run(
+        [PLAYBOOK_BIN, "-i", inventory, str(play)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f'"msg": "STORE={expected}"' in proc.stdout
