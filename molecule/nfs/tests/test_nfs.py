@@ -201,3 +201,21 @@ def test_client_configured_but_not_mounted(hosts):
     assert client.file("/media/data/models").is_directory
     assert not client.mount_point("/media/data/models").exists
     assert client.package("nfs-common").is_installed
+
+
+def test_nftables_rules_are_loaded_at_boot(hosts):
+    """nftables.service loads /etc/nftables.conf at boot: the rules must be included there,
+    the unit enabled, and what boot loads must contain the NFS table."""
+    host = hosts["ailab-nfs-kernel"]
+    conf = host.file("/etc/nftables.conf").content_string
+    assert 'include "/etc/nftables.d/ailab-nfs.nft"' in conf.splitlines()
+    assert host.service("nftables").is_enabled
+    # What nftables.service runs at boot (ExecStart=/usr/sbin/nft -f /etc/nftables.conf).
+    host.run_expect([0], "nft -f /etc/nftables.conf")
+    table = host.check_output("nft list table inet ailab_nfs")
+    assert "tcp dport { 2049, 111, 20048 } drop" in table
+
+
+def test_nfsv3_mountd_has_a_fixed_port(hosts):
+    conf = hosts["ailab-nfs-kernel"].file("/etc/nfs.conf.d/ailab.conf").content_string
+    assert "[mountd]\nport=20048" in conf
