@@ -39,6 +39,8 @@ NVIDIA_QUERY = [
     "--format=csv,noheader,nounits",
 ]
 MIB = 1024 * 1024
+# Below this much VRAM an AMD GPU is an APU's integrated one (Ollama's IGPUMemLimit).
+IGPU_MEM_LIMIT_MIB = 1024
 
 
 def _path(root, *parts):
@@ -286,7 +288,22 @@ def detect(root="/", run=None, which=None):
                 dev["device_id"],
             )
 
-    chosen = [d for d in devices if d["vendor"] == facts["vendor"]]
+    # An AMD APU's integrated Radeon shares system memory behind a small carve-out: it is
+    # neither pooled with a discrete card nor chosen as the host's GPU. Ollama's rule
+    # (discover/amd_linux.go: ``totalMemory < IGPUMemLimit``, 1 GiB, "unsupported Radeon
+    # iGPU detected skipping") is the one used here.
+    for dev in devices:
+        dev["integrated"] = (
+            dev["vendor"] == "amd" and dev["vram_mib"] is not None and dev["vram_mib"] < IGPU_MEM_LIMIT_MIB
+        )
+        if dev["integrated"]:
+            warnings.append(
+                "{} ({}): an integrated GPU with {} MiB of its own memory; not used (Ollama skips "
+                "Radeon iGPUs under 1 GiB)".format(dev["name"], dev["pci_slot"], dev["vram_mib"])
+            )
+    usable = {d["vendor"] for d in devices if not d["integrated"]}
+    facts["vendor"] = next((v for v in VENDOR_RANK if v in usable), "none")
+    chosen = [d for d in devices if d["vendor"] == facts["vendor"] and not d["integrated"]]
     facts["total_vram_mib"] = sum(d["vram_mib"] or 0 for d in chosen)
     for dev in chosen:
         if not dev["driver_loaded"]:

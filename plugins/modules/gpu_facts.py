@@ -77,8 +77,9 @@ ansible_facts:
           description:
             - Every NVIDIA, AMD and Intel display controller, sorted by PCI slot, with
               C(pci_slot), C(vendor), C(vendor_id), C(device_id), C(name), C(vram_mib) (null when
-              unknown or shared), C(driver) (the kernel driver bound, or null) and
-              C(driver_loaded) (the vendor's compute driver nvidia, amdgpu, i915 or xe is bound).
+              unknown or shared), C(driver) (the kernel driver bound, or null),
+              C(driver_loaded) (the vendor's compute driver nvidia, amdgpu, i915 or xe is bound) and
+              C(integrated) (an AMD APU's GPU, under 1 GiB of its own memory: never chosen nor pooled).
           type: list
           elements: dict
           sample:
@@ -90,6 +91,7 @@ ansible_facts:
               vram_mib: 24564
               driver: nvidia
               driver_loaded: true
+              integrated: false
         total_vram_mib:
           description: VRAM of the chosen vendor's devices in MiB (or the override).
           type: int

@@ -56,6 +56,7 @@ def test_nvidia_with_driver_uses_nvidia_smi_for_name_vram_and_versions(root):
         "vram_mib": 24564,
         "driver": "nvidia",
         "driver_loaded": True,
+        "integrated": False,
     }
     assert facts["total_vram_mib"] == 24564
     assert facts["driver_version"] == "550.54.14"
@@ -153,6 +154,27 @@ def test_nvidia_beats_amd_and_two_nvidia_cards_sum(root):
     facts = gd.detect(root, tools.run, tools.which)
     assert facts["vendor"] == "nvidia"
     assert facts["total_vram_mib"] == 2 * 24564
+
+
+def test_amd_apu_integrated_gpu_is_not_pooled_with_the_discrete_card(root):
+    """A Ryzen APU's Radeon (512 MiB carve-out, its usual size) beside a discrete card:
+    only the discrete card's VRAM counts, as Ollama's discovery skips the iGPU."""
+    add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=24 * GIB)
+    add_pci(root, "0000:0e:00.0", "0x1002", "0x164e", driver="amdgpu", vram_bytes=512 * 1024 * 1024)
+    facts = gd.detect(root)
+    assert facts["vendor"] == "amd" and facts["total_vram_mib"] == 24576
+    igpu = [d for d in facts["devices"] if d["pci_slot"] == "0000:0e:00.0"][0]
+    assert igpu["integrated"] is True
+    assert any("integrated GPU with 512 MiB" in w for w in facts["warnings"])
+
+
+def test_amd_apu_alone_plans_for_the_cpu_not_its_carve_out(root):
+    add_pci(root, "0000:0e:00.0", "0x1002", "0x164e", driver="amdgpu", vram_bytes=512 * 1024 * 1024)
+    facts = gd.gpu_facts(root)
+    assert facts["vendor"] == "none" and facts["total_vram_mib"] == 0
+    host = _plan_fresh_host(facts)
+    assert not host["refused"], host["errors"]
+    assert host["instances"][0]["device"] == "cpu"
 
 
 def test_3d_controller_class_counts_as_a_gpu(root):
