@@ -90,6 +90,17 @@ def test_plan_writes_a_json_plan_per_host(converged_runs):
         assert all(inst["fits"] for inst in data["instances"])
 
 
+def test_ollama_gets_upstream_rocm_libraries_on_the_amd_host_only(lab):
+    """docs/linux.md upstream: an AMD host needs the -rocm archive extracted over the release
+    (lib/ollama/rocm/); without it Ollama finds no usable GPU. The NVIDIA host gets none."""
+    version = yaml.safe_load((REPO / "roles" / "ollama" / "defaults" / "main.yml").read_text())[
+        "ollama_version"
+    ]
+    rocm = f"/opt/ollama/{version}/lib/ollama/rocm/STANDIN.txt"
+    assert host_exec(lab["hosts"]["amdbox"], "test", "-f", rocm, check=False).returncode == 0
+    assert host_exec(lab["hosts"]["workstation"], "test", "-e", rocm, check=False).returncode != 0
+
+
 NEW_INSTANCE = {
     "name": "extra",
     "backend": "llamacpp",

@@ -12,6 +12,9 @@
   it into installer_files/env/lib/python3.X/site-packages/, where pip puts it upstream.
 - ``ollama-linux-amd64.tar.zst`` (the upstream release archive format: bin/ollama and
   lib/ollama/) holding the Ollama stand-in; ``.tgz`` too with --tgz.
+- ``ollama-linux-amd64-rocm.tar.zst``: upstream's second archive for AMD hosts (docs/linux.md:
+  extracted over the first; it brings ``lib/ollama/rocm/``), here a directory holding only a
+  note that it is a stand-in: it proves the role installs it where upstream's goes.
 
 Writes ``standins.json`` (file name -> sha256) next to them; prints the directory.
 Deterministic: fixed mtimes and owners. Fails, naming tests/fixtures/build_llama_server.sh,
@@ -165,15 +168,29 @@ def ollama(out, tgz):
         add_dir(tar, "lib/")
         add_dir(tar, "lib/ollama/")
         add(tar, "lib/ollama/STANDIN.txt", b"This is a stand-in for Ollama, not the real program.\n", 0o644)
-    names = ["ollama-linux-amd64.tar.zst"]
+    names = ["ollama-linux-amd64.tar.zst", "ollama-linux-amd64-rocm.tar.zst"]
     subprocess.run(
         ["zstd", "-q", "-f", "-19", "-o", os.path.join(out, names[0])], input=raw.getvalue(), check=True
+    )
+    rocm = io.BytesIO()
+    with tarfile.open(fileobj=rocm, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        add_dir(tar, "lib/")
+        add_dir(tar, "lib/ollama/")
+        add_dir(tar, "lib/ollama/rocm/")
+        add(
+            tar,
+            "lib/ollama/rocm/STANDIN.txt",
+            b"A stand-in for Ollama's ROCm libraries, not the real ones.\n",
+            0o644,
+        )
+    subprocess.run(
+        ["zstd", "-q", "-f", "-19", "-o", os.path.join(out, names[1])], input=rocm.getvalue(), check=True
     )
     if tgz:
         import gzip
 
         names.append("ollama-linux-amd64.tgz")
-        with open(os.path.join(out, names[1]), "wb") as fh:
+        with open(os.path.join(out, names[-1]), "wb") as fh:
             fh.write(gzip.compress(raw.getvalue(), mtime=0))
     return names
 
