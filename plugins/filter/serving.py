@@ -45,6 +45,7 @@ def serving_plan_host(
     model_root=None,
     bind=serving_plan.DEFAULT_BIND,
     ollama_models_dir=serving_plan.DEFAULT_OLLAMA_MODELS_DIR,
+    textgen_version=None,
 ):
     """``model_instances | serving_plan_host(host, models, gpu, ...)``: the host plan dict."""
     return serving_plan.plan_host(
@@ -57,6 +58,7 @@ def serving_plan_host(
         model_root,
         bind,
         ollama_models_dir,
+        textgen_version or None,
     )
 
 

@@ -1040,8 +1040,13 @@ def plan_host(
     model_root=None,
     bind=DEFAULT_BIND,
     ollama_models_dir=DEFAULT_OLLAMA_MODELS_DIR,
+    textgen_version=None,
 ):
     """Plan every instance of a host and check what spans instances.
+
+    ``textgen_version``: the host's ``textgen_webui_version``; textgen instances are
+    refused when it is not the release the flag table was taken from (their flags would
+    be checked against another release's parser).
 
     ``models``: model facts keyed by the path given to model_facts (resolved paths from
     ``model_paths``, or the instance's ``model`` as written). ``used_ports``: ports other
@@ -1145,6 +1150,19 @@ def plan_host(
                 msg = "{}/{}: port {} ({}) is outside 1-65535".format(host, plan["name"], port, role)
                 host_errors.append(msg)
                 plan["errors"].append(msg)
+
+    textgen_present = [p for p in plans if p["backend"] == "textgen" and p["state"] != "absent"]
+    if textgen_version and textgen_present and str(textgen_version) != textgen_flags.TEXTGEN_VERSION:
+        table = textgen_flags.TEXTGEN_VERSION
+        msg = (
+            f"{host}: textgen_webui_version is {textgen_version}, but instance flags are checked against "
+            f"text-generation-webui {table}'s own flag table (plugins/module_utils/textgen_flags.py): pin "
+            f"textgen_webui_version: {table}, or regenerate the table for {textgen_version} with "
+            "tools/gen_textgen_flags.py"
+        )
+        host_errors.append(msg)
+        for plan in textgen_present:
+            plan["errors"].append(msg)
 
     vendor, vram, _ = effective_gpu(gpu)
     on_gpu = [p for p in plans if p["state"] != "absent" and p["estimated_vram_mib"]]

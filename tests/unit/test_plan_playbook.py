@@ -76,7 +76,39 @@ def test_plan_prints_the_table_and_writes_the_host_json(lab):
     assert coder["loader"] == "llama.cpp" and coder["fits"] is True
     assert "--ctx-size 2048" in coder["cmd_flags"].splitlines()
     assert coder["model"] == str(lab / "models" / GGUF_NAME)
-    assert chat_plan["env"]["OLLAMA_HOST"] == "0.0.0.0:11435"
+    # The deploy's default bind (model_instances: the host's default IPv4 address, else
+    # loopback), not an address of the preview's own.
+    assert chat_plan["env"]["OLLAMA_HOST"] == f"{default_ipv4()}:11435"
+
+
+def default_ipv4():
+    """What Ansible's setup module reports as this host's default IPv4 address."""
+    proc = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-m",
+            "setup",
+            "-a",
+            "gather_subset=!all,!min,network filter=ansible_default_ipv4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_LOAD_CALLBACK_PLUGINS="0"),
+    )
+    body = proc.stdout[proc.stdout.index("{") :]
+    return json.loads(body)["ansible_facts"]["ansible_default_ipv4"].get("address", "127.0.0.1")
+
+
+def test_plan_refuses_textgen_flags_of_another_release_than_the_flag_table(lab):
+    inventory = write_inventory(lab, [CODER], textgen_webui_version="v4.8.0")
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode != 0
+    assert "planhost: textgen_webui_version is v4.8.0, but instance flags are checked against" in proc.stdout
+    assert "pin textgen_webui_version: v4.7.3" in proc.stdout
 
 
 def test_refused_instance_fails_after_writing_and_lists_every_error(lab):
