@@ -79,7 +79,7 @@ ansible_facts:
               C(pci_slot), C(vendor), C(vendor_id), C(device_id), C(name), C(vram_mib) (null when
               unknown or shared), C(driver) (the kernel driver bound, or null),
               C(driver_loaded) (the vendor's compute driver nvidia, amdgpu, i915 or xe is bound) and
-              C(integrated) (an AMD APU's GPU, under 1 GiB of its own memory: never chosen nor pooled).
+              C(integrated) (an AMD APU's GPU with under 1 GiB of its own memory, never chosen nor pooled).
           type: list
           elements: dict
           sample:
