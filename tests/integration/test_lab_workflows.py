@@ -101,6 +101,21 @@ def test_ollama_gets_upstream_rocm_libraries_on_the_amd_host_only(lab):
     assert host_exec(lab["hosts"]["workstation"], "test", "-e", rocm, check=False).returncode != 0
 
 
+def test_nvidia_host_instances_start_after_its_device_nodes(lab):
+    """workstation plans for its (simulated) NVIDIA card: its units order themselves after
+    gpu_driver's device-node unit, which the missing module skips here without failing."""
+    ws = lab["hosts"]["workstation"]
+    for unit in ("textgen-coder.service", "ollama-chat.service"):
+        after = host_exec(ws, "systemctl", "show", "-p", "After", "-p", "Wants", "--value", unit).stdout
+        assert "ailab-nvidia-devices.service" in after, unit
+    state = host_exec(ws, "systemctl", "show", "-p", "ActiveState", "--value", "ailab-nvidia-devices.service")
+    assert state.stdout.strip() != "failed"
+    other = host_exec(
+        lab["hosts"]["localcloud"], "systemctl", "show", "-p", "After", "--value", "llamacpp-tiny.service"
+    )
+    assert "ailab-nvidia-devices" not in other.stdout
+
+
 NEW_INSTANCE = {
     "name": "extra",
     "backend": "llamacpp",

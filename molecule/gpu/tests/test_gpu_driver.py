@@ -71,6 +71,36 @@ def test_nvidia_persistenced_is_enabled(host):
     assert host.service("nvidia-persistenced").is_enabled
 
 
+def test_nvidia_uvm_is_loaded_at_boot_and_its_nodes_made_before_the_model_units(host):
+    """Debian loads only nvidia-drm at boot (nvidia-kernel-support's nvidia-load.conf), and
+    systemd resolves DeviceAllow=char-nvidia-uvm from /proc/devices when a unit starts
+    (src/core/bpf-devices.c): nvidia-uvm must be there before any model unit starts."""
+    _only(host, "ailab-gpu-nvidia")
+    load = host.file("/etc/modules-load.d/ailab-nvidia-uvm.conf")
+    assert "nvidia-uvm" in [
+        line.strip() for line in load.content_string.splitlines() if not line.startswith("#")
+    ]
+    # Debian's modprobe.d rule maps that name to its renamed module.
+    assert "install nvidia-uvm " in host.check_output("cat /etc/nvidia/current/nvidia-modprobe.conf")
+    assert host.file("/usr/bin/nvidia-modprobe").exists
+    unit = "ailab-nvidia-devices.service"
+    assert host.service(unit).is_enabled
+    host.run_expect([0], f"systemd-analyze verify {unit}")
+    # No nvidia module in a container: the condition skips it, nothing fails.
+    state = host.check_output(f"systemctl show -p ActiveState -p Result --value {unit}").split()
+    assert state[0] != "failed" and "failed" not in state
+    assert (
+        "ExecStart=/usr/bin/nvidia-modprobe -u -c=0"
+        in host.file(f"/etc/systemd/system/{unit}").content_string
+    )
+
+
+def test_only_nvidia_hosts_get_the_nvidia_device_unit(host):
+    _only(host, "ailab-gpu-amd", "ailab-gpu-none")
+    assert not host.file("/etc/systemd/system/ailab-nvidia-devices.service").exists
+    assert not host.file("/etc/modules-load.d/ailab-nvidia-uvm.conf").exists
+
+
 def test_missing_kernel_headers_are_reported(host):
     _only(host, "ailab-gpu-nvidia")
     kernel = host.check_output("uname -r")
