@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -196,3 +197,15 @@ def test_model_instances_reads_the_store_where_this_host_has_it(tmp_path, server
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f'"msg": "STORE={expected}"' in proc.stdout
+
+
+def test_plan_refuses_a_port_another_service_holds_as_the_deploy_does(lab):
+    """The preview probes the host's listening ports with the deploy's own task file."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        llm = {"name": "llm", "backend": "llamacpp", "model": GGUF_NAME, "port": port}
+        proc = run_plan(write_inventory(lab, [llm]), lab / "plan")
+    assert proc.returncode != 0
+    assert f"planhost/llm: port {port} (port) is already used by another service on the host" in proc.stdout
