@@ -585,6 +585,10 @@ def plan_instance(
     plan["model"] = resolve_model_path(inst["model"], model_root)
     if inst["state"] == "absent":
         plan["backend"] = inst["backend"]
+        if inst["backend"] == "ollama":
+            # What purge deletes: the model Ollama imported for it, in its models directory.
+            plan["ollama_model"] = inst["ollama_model"] or inst["name"]
+            plan["env"] = {"OLLAMA_MODELS": inst["ollama_models_dir"] or ollama_models_dir}
         plan["fits"] = True
         plan["refused"] = bool(errors)
         reasons.append("State absent: the instance is stopped and removed.")

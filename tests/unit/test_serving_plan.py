@@ -651,6 +651,14 @@ def test_absent_instance_needs_no_model_or_ports_and_is_not_refused():
     assert p["errors"] == [] and p["refused"] is False and p["ports"] == []
 
 
+def test_absent_ollama_instance_names_the_model_purge_would_delete_and_where():
+    p = sp.plan_instance({"name": "old", "backend": "ollama", "state": "absent"}, None, NV24, None, HOST)
+    assert p["ollama_model"] == "old" and p["env"] == {"OLLAMA_MODELS": sp.DEFAULT_OLLAMA_MODELS_DIR}
+    named = {"name": "old", "backend": "ollama", "state": "absent", "ollama_model": "llama:q4"}
+    p = sp.plan_instance(dict(named, ollama_models_dir="/srv/ollama"), None, NV24, None, HOST)
+    assert p["ollama_model"] == "llama:q4" and p["env"]["OLLAMA_MODELS"] == "/srv/ollama"
+
+
 def test_missing_model_facts_are_refused():
     p = sp.plan_instance(inst(), None, NV24, None, HOST, model_root=ROOT)
     assert "was not inspected" in errors_of(p)
