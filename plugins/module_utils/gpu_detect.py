@@ -161,7 +161,9 @@ def parse_nvidia_smi(text):
 
 
 def parse_cuda_version(text):
-    match = re.search(r"CUDA Version:\s*([0-9][0-9.]*)", text or "")
+    """The CUDA version in nvidia-smi's header: "CUDA Version: 12.2" up to driver 590,
+    "CUDA UMD Version: 13.3" from driver 610 (tests/unit/gpu_samples.py)."""
+    match = re.search(r"CUDA (?:UMD )?Version:\s*([0-9][0-9.]*)", text or "")
     return match.group(1) if match else None
 
 

@@ -333,3 +333,36 @@ def test_gpu_vendor_none_is_how_a_gpu_host_is_planned_for_the_cpu(root):
     assert not host["refused"], host["errors"]
     (p,) = host["instances"]
     assert p["device"] == "cpu" and any("runs on the CPU" in r for r in p["reasons"])
+
+
+# ---------------------------------------------------------------- real tool output (gpu_samples.py)
+
+
+def test_cuda_version_from_real_nvidia_smi_headers_of_three_driver_generations():
+    import gpu_samples as real
+
+    assert gd.parse_cuda_version(real.NVIDIA_SMI_535_H100) == "12.2"
+    assert gd.parse_cuda_version(real.NVIDIA_SMI_590_H100) == "13.1"
+    # Driver 610 prints "CUDA UMD Version:".
+    assert gd.parse_cuda_version(real.NVIDIA_SMI_610_HEADER_LINE) == "13.3"
+
+
+def test_module_version_from_real_proc_files_proprietary_and_open():
+    import gpu_samples as real
+
+    assert gd.parse_nvidia_proc_version(real.PROC_NVIDIA_580) == "580.173.02"
+    assert gd.parse_nvidia_proc_version(real.PROC_NVIDIA_OPEN_565) == "565.57.01"
+
+
+def test_real_rocm_smi_json_gives_the_vram():
+    import gpu_samples as real
+
+    (card,) = gd.parse_rocm_smi_vram(real.ROCM_SMI_RX7900XT)
+    assert card == {"card": "card0", "vram_mib": 21458059264 // (1024 * 1024), "pci_slot": None}
+
+
+def test_real_rocminfo_gives_the_gpu_target_not_the_cpu_agents():
+    import gpu_samples as real
+
+    text = real.ROCMINFO_MI300A_HEAD + real.ROCMINFO_MI300A_AGENT
+    assert gd.parse_rocminfo(text) == {"gfx_targets": ["gfx942"], "runtime_version": "1.14"}
