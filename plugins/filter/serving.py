@@ -62,6 +62,11 @@ def serving_plan_host(
     )
 
 
+def serving_store_root(model_store, host):
+    """``model_store | serving_store_root(inventory_hostname)``: where this host reads the store."""
+    return serving_plan.store_root(model_store, host)
+
+
 def serving_model_paths(instances, model_root=None):
     """``model_instances | serving_model_paths(model_store.mount_path)``: paths for model_facts."""
     return serving_plan.model_paths(instances, model_root)
@@ -172,6 +177,7 @@ class FilterModule:
             "serving_model_paths": serving_model_paths,
             "serving_plan_table": serving_plan_table,
             "serving_store_pending": serving_store_pending,
+            "serving_store_root": serving_store_root,
             "textgen_cmd_flags": textgen_cmd_flags,
             "textgen_flags_check": textgen_flags_check,
         }

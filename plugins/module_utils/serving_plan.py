@@ -162,6 +162,15 @@ INSTANCE_DEFAULTS = {
 }
 
 
+def store_root(model_store, host):
+    """Where ``host`` reads the model store: ``model_store.path`` on the store server
+    itself (it mounts nothing), else the clients' ``mount_path``; None when neither is set."""
+    model_store = model_store if isinstance(model_store, dict) else {}
+    if model_store.get("server") == host and model_store.get("path"):
+        return model_store["path"]
+    return model_store.get("mount_path") or None
+
+
 def resolve_model_path(model, model_root=None):
     """An instance's ``model`` as an absolute path (relative ones under ``model_root``)."""
     if not isinstance(model, str) or not model:

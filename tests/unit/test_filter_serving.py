@@ -34,6 +34,7 @@ def test_filter_module_registers_every_filter():
         "serving_model_paths",
         "serving_plan_table",
         "serving_store_pending",
+        "serving_store_root",
         "textgen_cmd_flags",
         "textgen_flags_check",
     }
@@ -169,3 +170,10 @@ def test_store_pending_inspects_a_hand_copied_model_in_the_store_while_the_host_
     }
     # Without the store's path (plan.yml, the store server itself) nothing is looked up elsewhere.
     assert serving.serving_store_pending(models, [], "/m", instances)["src"] == {}
+
+
+def test_store_root_is_the_store_itself_on_its_server_and_the_mount_elsewhere():
+    store = {"server": "nas", "path": "/srv/store", "mount_path": "/media/data/models"}
+    assert serving.serving_store_root(store, "nas") == "/srv/store"
+    assert serving.serving_store_root(store, "ws") == "/media/data/models"
+    assert serving.serving_store_root({}, "ws") is None
