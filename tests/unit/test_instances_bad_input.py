@@ -203,7 +203,7 @@ HOST_VAR_CASES = {
     "nosum": r"nosum: llamacpp_server_install is archive, so llamacpp_server_archive .* and\s+llamacpp_server_archive_sha256 \(64 hex digits\) are required",
     "badsum": r"badsum: llamacpp_server_archive \S+ has sha256 [0-9a-f]{64}, not llamacpp_server_archive_sha256 0{64}",
     "gpubuild": r"gpubuild: llamacpp_server_variant is cuda, a build for nvidia GPUs, but the plan for this host uses\s+none",
-    "cpubuild": r"cpubuild: llamacpp_server_variant is cpu, a build without GPU support, but the plan puts\s+llm on the\s+NVIDIA GPU",
+    "cpubuild": r"cpubuild: llamacpp_server_variant is cpu, a build without GPU support, but the plan puts\s+llm on the\s+NVIDIA GPU; install a build\s+for it \(llamacpp_server_variant:\s+cuda\s",
 }
 
 
