@@ -84,23 +84,26 @@ test-times-start:
 test: test-times-start venv prebuild lint test-unit test-tiers
 	@$(BIN)/python tests/lib/test_times.py $(AILAB_TEST_TIMES) benchmarks/results/test-times.md
 
-# After lint and the unit tier (which use every core themselves), the VM tier runs
-# beside the container tiers: its emulated guests and Ansible on the containers each
-# leave cores idle while they wait on round trips. The container tiers keep their
-# order; the VM tier's output goes to $(VM_LOG), shown when it fails.
-VM_LOG := $(abspath .cache/test-vm.log)
+# After lint and the unit tier (which use every core themselves), the tiers run in
+# two lanes side by side: the emulated guests and Ansible on the containers each leave
+# cores idle while they wait on round trips. Lane one: Molecule's default and
+# instances scenarios, then the integration tier. Lane two: the VM tier, then the
+# scenarios in BESIDE_SCENARIOS; its output goes to $(BESIDE_LOG), shown when it fails.
+# The lanes touch different containers, networks and Molecule scenario directories.
+BESIDE_SCENARIOS ?= gpu nfs
+BESIDE_LOG := $(abspath .cache/test-beside.log)
 test-tiers:
 	$(MAKE) --no-print-directory -j2 test-containers test-vm-beside
 
 test-containers:
-	$(MAKE) --no-print-directory -j1 test-molecule test-integration
+	$(MAKE) --no-print-directory -j1 test-molecule test-integration SCENARIOS="$(filter-out $(BESIDE_SCENARIOS),$(SCENARIOS))"
 
 test-vm-beside:
-	@mkdir -p $(dir $(VM_LOG)); echo "VM tier: started beside the other tiers, output in $(VM_LOG)"
-	@if $(MAKE) --no-print-directory -j1 test-vm >$(VM_LOG) 2>&1; then \
-	  echo "VM tier: passed ($(VM_LOG))"; \
+	@mkdir -p $(dir $(BESIDE_LOG)); echo "VM tier and Molecule $(filter $(BESIDE_SCENARIOS),$(SCENARIOS)): started beside the other tiers, output in $(BESIDE_LOG)"
+	@if $(MAKE) --no-print-directory -j1 test-vm test-molecule SCENARIOS="$(filter $(BESIDE_SCENARIOS),$(SCENARIOS))" >$(BESIDE_LOG) 2>&1; then \
+	  echo "Second lane: passed ($(BESIDE_LOG))"; \
 	else \
-	  tail -n 200 $(VM_LOG); echo "VM tier: FAILED, full output in $(VM_LOG)"; exit 1; \
+	  tail -n 200 $(BESIDE_LOG); echo "Second lane: FAILED, full output in $(BESIDE_LOG)"; exit 1; \
 	fi
 
 # The VM tier: two QEMU guests (software emulation) with the real kernel NFS server
