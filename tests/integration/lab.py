@@ -100,6 +100,7 @@ def run_playbook(
     check: bool = False,
     diff: bool = False,
     extravars: dict | None = None,
+    envvars: dict | None = None,
     timeout: int = 3600,
 ) -> Run:
     """Run a playbook of this repository and return its outcome."""
@@ -115,6 +116,7 @@ def run_playbook(
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
+        **(envvars or {}),
     }
     with tempfile.TemporaryDirectory(prefix="ailab-runner-") as pdd:
         runner = ansible_runner.run(
