@@ -33,6 +33,7 @@ SNAPSHOT_PATHS = (
     "/srv/ailab",
     "/var/lib/ailab",
     "/media/data/models",
+    "/srv/models",
 )
 
 
