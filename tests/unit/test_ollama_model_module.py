@@ -181,17 +181,16 @@ def test_a_failing_create_reports_the_client_error(instance, tmp_path):
 @pytest.mark.skipif(not os.path.exists(ANSIBLE), reason="ansible is not beside this Python")
 def test_through_ansible_check_mode_then_converge(instance, tmp_path):
     args = " ".join(f"{k}={v}" for k, v in instance.items())
-    env = dict(
-        os.environ,
-        ANSIBLE_LIBRARY=os.path.join(ROOT, "plugins", "modules"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-    )
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}  # without the project's callbacks
+    env.update(ANSIBLE_LIBRARY=os.path.join(ROOT, "plugins", "modules"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
     base = [ANSIBLE, "localhost", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
     base += ["-m", "ollama_model", "-a", args, "-o"]
-    check = subprocess.run(base + ["--check"], capture_output=True, text=True, env=env, timeout=120)
+    check = subprocess.run(
+        base + ["--check"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert '"changed": true' in check.stdout and not os.path.exists(instance["stamp"])
-    run = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert '"created": true' in run.stdout
     assert stamp(instance)["sha256"] == sha256(instance["path"])
