@@ -53,6 +53,11 @@ installed:
   description: Installed version of each requested package that is installed.
   type: dict
   returned: success
+held:
+  description: The requested packages (names without version) that dpkg holds (C(dpkg --get-selections) says C(hold)).
+  type: list
+  elements: str
+  returned: success
 lists:
   description: Whether /var/lib/apt/lists holds any package list.
   type: bool
@@ -87,6 +92,16 @@ def parse_status(text):
     return installed
 
 
+def held_of(text):
+    """Names whose desired action (the first status letter) is ``h``: held, installed or not."""
+    held = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1].strip().startswith("h"):
+            held.append(parts[0].split(":", 1)[0])
+    return sorted(set(held))
+
+
 def missing_of(names, installed):
     """The entries of ``names`` that ``installed`` does not satisfy."""
     missing = []
@@ -105,7 +120,7 @@ def main():
     )
     names = [n.strip() for n in module.params["names"] if n and n.strip()]
     query = sorted({n.partition("=")[0] for n in names})
-    installed = {}
+    installed, held = {}, []
     if query:
         # Unknown packages make dpkg-query exit 1 and say so on stderr; the others are listed.
         rc, out, err = module.run_command(
@@ -114,8 +129,11 @@ def main():
         if rc not in (0, 1):
             module.fail_json(msg=f"dpkg-query failed (rc {rc}): {err.strip()}")
         installed = {k: v for k, v in parse_status(out).items() if k in query}
+        held = [name for name in held_of(out) if name in query]
     lists = bool(glob.glob(os.path.join(LISTS, "*_Packages*")))
-    module.exit_json(changed=False, missing=missing_of(names, installed), installed=installed, lists=lists)
+    module.exit_json(
+        changed=False, missing=missing_of(names, installed), installed=installed, held=held, lists=lists
+    )
 
 
 if __name__ == "__main__":

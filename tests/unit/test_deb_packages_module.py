@@ -40,6 +40,10 @@ def test_installed_means_status_i_without_error_flag():
     }
 
 
+def test_held_packages_are_the_ones_whose_desired_action_is_hold():
+    assert deb_packages.held_of(SAMPLE) == ["nvidia-driver"]
+
+
 @pytest.mark.parametrize(
     "names, missing",
     [
@@ -83,4 +87,5 @@ def test_through_ansible_on_this_debian_host_in_check_mode(tmp_path):
     assert result["changed"] is False
     assert result["missing"] == ["ailab-no-such-package"]
     assert result["installed"] == {"bash": version}
+    assert result["held"] == []
     assert isinstance(result["lists"], bool)
