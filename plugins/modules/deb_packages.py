@@ -74,14 +74,16 @@ LISTS = "/var/lib/apt/lists"
 
 
 def parse_status(text):
-    """dpkg-query lines ``name<TAB>db:Status-Abbrev<TAB>version`` -> {name: version} of installed ones.
+    """dpkg-query lines ``name<TAB>db:Status-Abbrev<TAB>version`` -> ({name: version} of the
+    installed ones, sorted names of the held ones).
 
     Installed means dpkg's status letter (the second) is ``i`` and no error flag (the
     third) is set: ``ii``, ``hi`` (held); a package half-configured, unpacked, or with
     only its config files left (``rc``) is not. An architecture
-    qualifier (``libc6:amd64``) is dropped, as apt's names are given without one.
+    qualifier (``libc6:amd64``) is dropped, as apt's names are given without one. Held
+    means the desired action (the first letter) is ``h``, installed or not.
     """
-    installed = {}
+    installed, held = {}, set()
     for line in text.splitlines():
         parts = line.split("\t")
         if len(parts) < 3:
@@ -89,17 +91,9 @@ def parse_status(text):
         name, status, version = parts[0].split(":", 1)[0], parts[1].strip(), parts[2].strip()
         if len(status) >= 2 and status[1] == "i" and (len(status) < 3 or status[2] == " "):
             installed[name] = version
-    return installed
-
-
-def held_of(text):
-    """Names whose desired action (the first status letter) is ``h``: held, installed or not."""
-    held = []
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[1].strip().startswith("h"):
-            held.append(parts[0].split(":", 1)[0])
-    return sorted(set(held))
+        if status.startswith("h"):
+            held.add(name)
+    return installed, sorted(held)
 
 
 def missing_of(names, installed):
@@ -128,8 +122,9 @@ def main():
         )
         if rc not in (0, 1):
             module.fail_json(msg=f"dpkg-query failed (rc {rc}): {err.strip()}")
-        installed = {k: v for k, v in parse_status(out).items() if k in query}
-        held = [name for name in held_of(out) if name in query]
+        found, found_held = parse_status(out)
+        installed = {k: v for k, v in found.items() if k in query}
+        held = [name for name in found_held if name in query]
     lists = bool(glob.glob(os.path.join(LISTS, "*_Packages*")))
     module.exit_json(
         changed=False, missing=missing_of(names, installed), installed=installed, held=held, lists=lists

@@ -102,6 +102,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 import urllib.error
@@ -117,12 +118,20 @@ def stamp_key(path, st):
     return {"path": path, "size": st.st_size, "mtime": st.st_mtime, "inode": st.st_ino}
 
 
-def read_stamp(stamp_path, key):
-    """The sha256 of a stamp that matches ``key``, else None (missing, broken or foreign)."""
+def read_text(path):
+    """The file's text, or None when it cannot be read."""
     try:
-        with open(stamp_path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def read_stamp(text, key):
+    """The sha256 of a stamp's text that matches ``key``, else None (missing, broken or foreign)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
         return None
     if not isinstance(data, dict) or not _HEX64.match(str(data.get("sha256", ""))):
         return None
@@ -201,7 +210,7 @@ def ensure(p, check_mode, run_command):
         st = os.stat(p["path"])
     except OSError:
         st = None
-    if st is None or not os.path.isfile(p["path"]):
+    if st is None or not stat.S_ISREG(st.st_mode):
         return (
             result,
             "Ollama instance {}: its model {} is not a file on this host (is the model store mounted?)".format(
@@ -209,17 +218,13 @@ def ensure(p, check_mode, run_command):
             ),
         )
     key = stamp_key(p["path"], st)
-    sha256 = read_stamp(p["stamp"], key)
+    current = read_text(p["stamp"])
+    sha256 = read_stamp(current, key)
     if sha256 is None:
         sha256 = sha256_of(p["path"])
         result["hashed"] = True
     result["sha256"] = sha256
     wanted = stamp_text(key, sha256)
-    try:
-        with open(p["stamp"], encoding="utf-8") as fh:
-            current = fh.read()
-    except OSError:
-        current = None
     if current != wanted:
         result["stamp_written"] = True
         if not check_mode:

@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+from loopback import free_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _SPEC = importlib.util.spec_from_file_location(
@@ -122,19 +123,13 @@ needs_tools = pytest.mark.skipif(
 )
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def site(tmp_path):
     """The stand-in download site (molecule/nfs/files/range_server.py), throttled, logging each request."""
     www = tmp_path / "www"
     www.mkdir()
     log = tmp_path / "site.log"
-    port = _free_port()
+    port = free_port()
 
     def start(data, rate):
         (www / "model.gguf").write_bytes(data)

@@ -10,23 +10,17 @@ called directly.
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import ollama_model
 import pytest
+from loopback import free_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STANDIN = os.path.join(ROOT, "tests", "standins", "ollama", "ollama_standin.py")
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
