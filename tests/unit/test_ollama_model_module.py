@@ -2,7 +2,8 @@
 
 The stand-in serves Ollama's documented API (GET /api/version, POST /api/show,
 /api/create, /api/generate, /api/blobs) and its `create` client hashes the FROM file
-and uploads it, as `ollama create` does (cmd/cmd.go CreateHandler in ollama/ollama).
+and uploads it, as `ollama create` does (ollama/ollama cmd/cmd.go: CreateHandler hashes each
+FROM file with sha256, createBlob sends it to /api/blobs/sha256:<hex>, then /api/create).
 The module is run through Ansible once (argument spec, check mode) and otherwise
 called directly.
 """
