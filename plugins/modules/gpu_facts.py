@@ -17,7 +17,9 @@ options:
   sysfs_root:
     description:
       - Directory that holds C(sys/), C(proc/), C(usr/share/) and C(opt/rocm/) to read, normally C(/).
-      - Tests point it at a fake tree.
+      - When it is not C(/), the vendor tools are looked for in its C(usr/bin/) first (a simulated
+        host's stand-ins), then on the C(PATH).
+      - Tests point it at a simulated host (the inventory variable C(gpu_sysfs_root)).
     type: path
     default: /
   vendor:
@@ -128,6 +130,8 @@ ansible_facts:
           elements: str
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpu_detect import VENDOR_CHOICES, gpu_facts
 
@@ -148,7 +152,13 @@ def main():
     def run(args):
         return module.run_command(args)
 
-    facts = gpu_facts(p["sysfs_root"], p["vendor"], p["vram_mib"], run=run, which=module.get_bin_path)
+    root = p["sysfs_root"]
+    tools_dirs = [os.path.join(root, "usr", "bin")] if os.path.realpath(root) != "/" else []
+
+    def which(name):
+        return module.get_bin_path(name, opt_dirs=tools_dirs)
+
+    facts = gpu_facts(root, p["vendor"], p["vram_mib"], run=run, which=which)
     module.exit_json(changed=False, ansible_facts={"gpu": facts})
 
 

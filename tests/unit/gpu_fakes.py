@@ -1,44 +1,58 @@
-"""Fake sysfs trees and fake vendor tools for the GPU detection tests."""
+"""Sysfs trees and vendor tool outputs for the GPU detection tests."""
 
-import json
 import os
+import sys
 
-NVIDIA_SMI_4090 = "00000000:01:00.0, NVIDIA GeForce RTX 4090, 24564, 550.54.14\n"
-NVIDIA_SMI_HEADER = """\
-+-----------------------------------------------------------------------------------------+
-| NVIDIA-SMI 550.54.14              Driver Version: 550.54.14      CUDA Version: 12.4     |
-|-----------------------------------------+------------------------+----------------------+
-"""
-NVIDIA_PROC_VERSION = (
-    "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
-    "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
-)
-ROCM_SMI_VRAM = json.dumps(
-    {"card0": {"VRAM Total Memory (B)": "17163091968", "VRAM Total Used Memory (B)": "123456"}}
-)
-ROCMINFO = """\
-ROCk module is loaded
-=====================
-HSA System Attributes
-=====================
-Runtime Version:         1.14
-*******
-Agent 1
-*******
-  Name:                    AMD Ryzen 9 7950X 16-Core Processor
-*******
-Agent 2
-*******
-  Name:                    gfx1100
-  Marketing Name:          AMD Radeon RX 7900 XTX
-"""
+import gpu_samples
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "standins", "gpu"))
+import nvidia_smi  # noqa: E402
+
+# Every tool output here is real (tests/unit/gpu_samples/, sources in its SOURCES.md).
+# nvidia-smi: the H100 capture, through the nvidia-smi stand-in that prints it
+# (tests/standins/gpu/nvidia_smi.py): the query row gpu_detect asks for, and the table.
+_SMI = nvidia_smi.sections(gpu_samples.NVIDIA_SMI_CAPTURE_H100)
+_HEADERS, _COLUMNS, _ROWS = nvidia_smi.query_table(_SMI["idle :: query-gpu (csv, what the exporter parses)"])
+_INDEX = {name: i for i, (name, _unit) in enumerate(_COLUMNS)}
+
+
+def nvidia_query_row(bus_id=None):
+    """The captured row for gpu_detect's query (csv,noheader,nounits); ``bus_id`` replaces
+    the card's PCI address, for hosts with more than one such card."""
+    cells = []
+    for field in ("pci.bus_id", "name", "memory.total", "driver_version"):
+        value, unit = _ROWS[0][_INDEX[field]], _COLUMNS[_INDEX[field]][1]
+        cells.append(value[: -len(unit) - 1] if unit and value.endswith(" " + unit) else value)
+    if bus_id:
+        cells[0] = bus_id
+    return ", ".join(cells) + "\n"
+
+
+H100_SLOT = "0000:00:09.0"  # the capture's pci.bus_id, 00000000:00:09.0, as sysfs names it
+H100_DEVICE = "0x2330"  # the capture's pci.device_id 0x233010DE
+H100_NAME = "NVIDIA H100 80GB HBM3"
+H100_VRAM_MIB = 81559
+H100_DRIVER = "590.48.01"
+H100_CUDA = "13.1"
+NVIDIA_SMI_QUERY = nvidia_query_row()
+NVIDIA_SMI_TABLE = _SMI["idle :: nvidia-smi (default table)"]
+# /proc/driver/nvidia/version of a 580.173.02 module.
+NVIDIA_PROC_VERSION = gpu_samples.PROC_NVIDIA_580
+NVIDIA_PROC_MODULE = "580.173.02"
+# rocm-smi --showproductname --showuse --showmeminfo vram --json, RX 7900 XT: 21458059264 B.
+ROCM_SMI_VRAM = gpu_samples.ROCM_SMI_RX7900XT
+ROCM_SMI_VRAM_MIB = 21458059264 // (1024 * 1024)
+# rocminfo of an MI300A (ROCm 6.3.1): the head (runtime 1.14) and its first GPU agent.
+ROCMINFO = gpu_samples.ROCMINFO_MI300A_HEAD + gpu_samples.ROCMINFO_MI300A_AGENT
+# Lines of Debian 12's pci.ids (package pci.ids 0.0~2023.04.11-1, /usr/share/misc/pci.ids,
+# lines 1120, 3931-3932, 9599, 12705, 12799, 26448, 34873), in the file's order.
 PCI_IDS = """\
-# fake pci.ids
-10de  NVIDIA Corporation
-\t2684  AD102 [GeForce RTX 4090]
-\t\t10de 165b  sub device
 1002  Advanced Micro Devices, Inc. [AMD/ATI]
 \t744c  Navi 31 [Radeon RX 7900 XT/7900 XTX]
+\t\t1da2 e471  NITRO+ RX 7900 XTX Vapor-X
+10de  NVIDIA Corporation
+\t2330  GH100[H100 SXM5 80GB]
+\t2684  AD102 [GeForce RTX 4090]
 8086  Intel Corporation
 \ta780  Raptor Lake-S GT1 [UHD Graphics 770]
 """
@@ -104,10 +118,10 @@ NVIDIA_QUERY = (
 )
 
 
-def nvidia_tools(query_out=NVIDIA_SMI_4090):
+def nvidia_tools(query_out=NVIDIA_SMI_QUERY):
     return FakeTools(
         {
             ("nvidia-smi", NVIDIA_QUERY): (0, query_out, ""),
-            ("nvidia-smi", ()): (0, NVIDIA_SMI_HEADER, ""),
+            ("nvidia-smi", ()): (0, NVIDIA_SMI_TABLE, ""),
         }
     )

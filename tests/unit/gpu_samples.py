@@ -11,6 +11,7 @@ def _read(name):
 
 
 NVIDIA_SMI_590_H100 = _read("nvidia-smi-590.48.01-h100.txt")
+NVIDIA_SMI_CAPTURE_H100 = _read("nvidia-smi-capture-h100-80gb-hbm3-590.48.01.txt")
 NVIDIA_SMI_610_HEADER_LINE = _read("nvidia-smi-610.57.04-header-line.txt")
 NVIDIA_SMI_535_H100 = _read("nvidia-smi-535.129.03-h100.txt")
 PROC_NVIDIA_580 = _read("proc-driver-nvidia-version-580.173.02.txt")

@@ -241,7 +241,7 @@ def amd_facts(tmp_path, driver):
     return gpu_detect.gpu_facts(str(tmp_path))
 
 
-def modinfo(version="550.54.14", rc=0):
+def modinfo(version="580.173.02", rc=0):
     return [
         {"item": "nvidia-current", "rc": rc, "stdout": version if rc == 0 else ""},
         {"item": "nvidia", "rc": 1, "stdout": ""},
@@ -279,9 +279,9 @@ def gpu_report(driver, host="ws"):
 def test_gpu_driver_bound_to_the_card_now_is_healthy(tmp_path, status):
     driver = verify_gpu_driver(nvidia_facts(tmp_path, "nvidia"), modinfo(), recorded(status), KERNEL)
     assert driver["state"] == "loaded" and driver["healthy"] is True
-    assert driver["loaded_version"] == "550.54.14"
+    assert driver["loaded_version"] == "580.173.02"
     assert verify_problems([gpu_report(driver)]) == []
-    assert "driver loaded: nvidia 550.54.14 loaded" in verify_lines(gpu_report(driver))[0]
+    assert "driver loaded: nvidia 580.173.02 loaded" in verify_lines(gpu_report(driver))[0]
 
 
 def test_gpu_driver_loaded_is_healthy_whatever_the_last_run_recorded(tmp_path):
@@ -306,7 +306,7 @@ def test_gpu_driver_installed_but_card_on_nouveau_is_a_pending_reboot_and_a_prob
     assert "0000:01:00.0 bound to nouveau" in driver["detail"]
     (problem,) = verify_problems([gpu_report(driver)])
     assert problem.startswith(
-        "ws: GPU driver reboot-pending: the nvidia 550.54.14 module is installed for kernel"
+        "ws: GPU driver reboot-pending: the nvidia 580.173.02 module is installed for kernel"
     )
     assert "reboot the host" in problem
 
@@ -322,7 +322,7 @@ def test_gpu_driver_loaded_at_another_version_than_installed_is_a_pending_reboot
         nvidia_facts(tmp_path, "nvidia"), modinfo("560.35.03"), recorded("built"), KERNEL
     )
     assert driver["state"] == "reboot-pending" and driver["healthy"] is False
-    assert "version 550.54.14, the installed one is 560.35.03" in driver["detail"]
+    assert "version 580.173.02, the installed one is 560.35.03" in driver["detail"]
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,28 @@
-"""GPU detection from fake sysfs trees and fake vendor tool output."""
+"""GPU detection from sysfs trees written by the tests and real vendor tool output
+(tests/unit/gpu_samples/, through gpu_fakes)."""
 
 import os
 
 import pytest
 from ansible.module_utils import gpu_detect as gd
 from gpu_fakes import (
+    H100_CUDA,
+    H100_DEVICE,
+    H100_DRIVER,
+    H100_NAME,
+    H100_SLOT,
+    H100_VRAM_MIB,
+    NVIDIA_PROC_MODULE,
     NVIDIA_PROC_VERSION,
     PCI_IDS,
     ROCM_SMI_VRAM,
+    ROCM_SMI_VRAM_MIB,
     ROCMINFO,
     FakeTools,
     add_drm_card,
     add_pci,
+    nvidia_query_row,
+    nvidia_smi,
     nvidia_tools,
     write,
 )
@@ -41,27 +52,27 @@ def test_empty_root_without_sys_reports_vendor_none(tmp_path):
 
 
 def test_nvidia_with_driver_uses_nvidia_smi_for_name_vram_and_versions(root):
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
     write(os.path.join(root, "proc/driver/nvidia/version"), NVIDIA_PROC_VERSION)
     tools = nvidia_tools()
     facts = gd.detect(root, tools.run, tools.which)
     assert facts["vendor"] == "nvidia"
     (dev,) = facts["devices"]
     assert dev == {
-        "pci_slot": "0000:01:00.0",
+        "pci_slot": H100_SLOT,
         "vendor": "nvidia",
         "vendor_id": "0x10de",
-        "device_id": "0x2684",
-        "name": "NVIDIA GeForce RTX 4090",
-        "vram_mib": 24564,
+        "device_id": H100_DEVICE,
+        "name": H100_NAME,
+        "vram_mib": H100_VRAM_MIB,
         "driver": "nvidia",
         "driver_loaded": True,
         "integrated": False,
     }
-    assert facts["total_vram_mib"] == 24564
-    assert facts["driver_version"] == "550.54.14"
-    assert facts["cuda_version"] == "12.4"
-    assert facts["nvidia_module_version"] == "550.54.14"
+    assert facts["total_vram_mib"] == H100_VRAM_MIB
+    assert facts["driver_version"] == H100_DRIVER  # nvidia-smi's, before the module's
+    assert facts["cuda_version"] == H100_CUDA
+    assert facts["nvidia_module_version"] == NVIDIA_PROC_MODULE
     assert facts["warnings"] == []
     assert all(isinstance(call, list) for call in tools.calls)
 
@@ -80,11 +91,11 @@ def test_nvidia_without_driver_or_tools_is_detected_with_unknown_vram_and_a_warn
 
 
 def test_nvidia_driver_version_falls_back_to_proc_when_nvidia_smi_fails(root):
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
     write(os.path.join(root, "proc/driver/nvidia/version"), NVIDIA_PROC_VERSION)
-    tools = FakeTools({"nvidia-smi": (9, "", "NVIDIA-SMI has failed because it couldn't communicate")})
+    tools = FakeTools({"nvidia-smi": (9, nvidia_smi.NOT_LOADED, "")})
     facts = gd.detect(root, tools.run, tools.which)
-    assert facts["driver_version"] == "550.54.14"
+    assert facts["driver_version"] == NVIDIA_PROC_MODULE
     assert any("nvidia-smi" in w and "rc=9" in w for w in facts["warnings"])
 
 
@@ -104,7 +115,7 @@ def test_amd_vram_comes_from_drm_card_matched_by_pci_path(root):
     assert dev["vram_mib"] == 24576 and dev["driver_loaded"] is True
     assert facts["total_vram_mib"] == 24576
     assert facts["rocm_version"] == "6.2.0-96"
-    assert facts["gfx_targets"] == ["gfx1100"]
+    assert facts["gfx_targets"] == ["gfx942"]
     assert not any(call[0].endswith("rocm-smi") for call in tools.calls)  # sysfs was enough
 
 
@@ -117,8 +128,8 @@ def test_amd_vram_falls_back_to_rocm_smi_json(root):
         }
     )
     facts = gd.detect(root, tools.run, tools.which)
-    assert facts["devices"][0]["vram_mib"] == 16368
-    assert facts["total_vram_mib"] == 16368
+    assert facts["devices"][0]["vram_mib"] == ROCM_SMI_VRAM_MIB
+    assert facts["total_vram_mib"] == ROCM_SMI_VRAM_MIB
     assert facts["rocm_version"] == "1.14"  # no /opt/rocm/.info/version: the rocminfo runtime
 
 
@@ -134,26 +145,24 @@ def test_intel_igpu_alone_is_vendor_intel_with_no_vram(root):
 
 def test_mixed_intel_igpu_and_nvidia_dgpu_picks_nvidia_and_counts_only_its_vram(root):
     add_pci(root, "0000:00:02.0", "0x8086", "0xa780", driver="i915")
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
     tools = nvidia_tools()
     facts = gd.detect(root, tools.run, tools.which)
     assert facts["vendor"] == "nvidia"
     assert [d["vendor"] for d in facts["devices"]] == ["intel", "nvidia"]
-    assert facts["total_vram_mib"] == 24564
+    assert facts["total_vram_mib"] == H100_VRAM_MIB
 
 
 def test_nvidia_beats_amd_and_two_nvidia_cards_sum(root):
     add_pci(root, "0000:03:00.0", "0x1002", "0x744c", driver="amdgpu", vram_bytes=16 * GIB)
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
-    add_pci(root, "0000:02:00.0", "0x10de", "0x2684", driver="nvidia")
-    two = (
-        "00000000:01:00.0, NVIDIA GeForce RTX 4090, 24564, 550.54.14\n"
-        "00000000:02:00.0, NVIDIA GeForce RTX 4090, 24564, 550.54.14\n"
-    )
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
+    add_pci(root, "0000:00:0a.0", "0x10de", H100_DEVICE, driver="nvidia")
+    # The captured card twice: nvidia-smi lists one row per card, its bus id in upper case.
+    two = nvidia_query_row() + nvidia_query_row("00000000:00:0A.0")
     tools = nvidia_tools(two)
     facts = gd.detect(root, tools.run, tools.which)
     assert facts["vendor"] == "nvidia"
-    assert facts["total_vram_mib"] == 2 * 24564
+    assert facts["total_vram_mib"] == 2 * H100_VRAM_MIB
 
 
 def test_amd_apu_integrated_gpu_is_not_pooled_with_the_discrete_card(root):
@@ -201,11 +210,11 @@ def test_rocm_smi_parser_ignores_garbage():
 
 
 def test_vendor_override_without_vram_keeps_detected_vram_when_vendor_matches(root):
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
     tools = nvidia_tools()
     facts = gd.gpu_facts(root, "nvidia", None, tools.run, tools.which)
     assert facts["source"] == "inventory"
-    assert facts["vendor"] == "nvidia" and facts["total_vram_mib"] == 24564
+    assert facts["vendor"] == "nvidia" and facts["total_vram_mib"] == H100_VRAM_MIB
 
 
 def test_vendor_override_without_vram_gives_zero_when_vendor_differs(root):
@@ -299,7 +308,7 @@ def test_fresh_nvidia_host_with_gpu_vram_mib_is_planned_for_its_gpu(root):
 
 
 def test_the_same_host_after_its_driver_loads_needs_no_gpu_vram_mib(root):
-    add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(root, H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
     facts = gd.gpu_facts(root, "auto", None, nvidia_tools().run, nvidia_tools().which)
     host = _plan_fresh_host(facts)
     assert not host["refused"], host["errors"]
@@ -308,7 +317,7 @@ def test_the_same_host_after_its_driver_loads_needs_no_gpu_vram_mib(root):
 
 def test_driver_loaded_but_no_memory_reported_says_so(root):
     add_pci(root, "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
-    tools = FakeTools({"nvidia-smi": (9, "", "NVIDIA-SMI has failed")})
+    tools = FakeTools({"nvidia-smi": (9, nvidia_smi.NOT_LOADED, "")})
     host = _plan_fresh_host(gd.gpu_facts(root, "auto", None, tools.run, tools.which))
     (message,) = host["errors"]
     assert "reports no memory size (nvidia-smi gave none" in message

@@ -9,7 +9,15 @@ import gpu_facts
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
-from gpu_fakes import NVIDIA_SMI_4090, NVIDIA_SMI_HEADER, add_pci
+from gpu_fakes import (
+    H100_CUDA,
+    H100_DEVICE,
+    H100_SLOT,
+    H100_VRAM_MIB,
+    NVIDIA_SMI_QUERY,
+    NVIDIA_SMI_TABLE,
+    add_pci,
+)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -42,14 +50,18 @@ def test_no_gpu_tree_reports_vendor_none_and_changes_nothing(tmp_path, monkeypat
 
 
 def test_nvidia_tree_with_fake_nvidia_smi_reports_vram(tmp_path, monkeypatch, capsys):
-    add_pci(str(tmp_path), "0000:01:00.0", "0x10de", "0x2684", driver="nvidia")
+    add_pci(str(tmp_path), H100_SLOT, "0x10de", H100_DEVICE, driver="nvidia")
 
     def smi(args):
-        return (0, NVIDIA_SMI_4090 if len(args) > 1 else NVIDIA_SMI_HEADER, "")
+        return (0, NVIDIA_SMI_QUERY if len(args) > 1 else NVIDIA_SMI_TABLE, "")
 
     run_module(monkeypatch, {"sysfs_root": str(tmp_path)}, {"nvidia-smi": smi})
     gpu = result(capsys)["ansible_facts"]["gpu"]
-    assert gpu["vendor"] == "nvidia" and gpu["total_vram_mib"] == 24564 and gpu["cuda_version"] == "12.4"
+    assert (
+        gpu["vendor"] == "nvidia"
+        and gpu["total_vram_mib"] == H100_VRAM_MIB
+        and gpu["cuda_version"] == H100_CUDA
+    )
 
 
 def test_check_mode_gives_the_same_facts(tmp_path, monkeypatch, capsys):

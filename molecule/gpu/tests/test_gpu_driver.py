@@ -1,12 +1,16 @@
 """Verify the gpu_driver role on the three scenario hosts (read-only checks)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 testinfra_hosts = ["ailab-gpu-nvidia", "ailab-gpu-amd", "ailab-gpu-none"]
 
 FACT = "/etc/ansible/facts.d/gpu_driver.fact"
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 
 def _name(host):
@@ -53,6 +57,14 @@ def test_nvidia_packages_are_held(host):
     _only(host, "ailab-gpu-nvidia")
     for package in ("nvidia-driver", "nvidia-kernel-dkms", "nvidia-smi", "nvidia-persistenced"):
         assert _selection(host, package) == "hold", package
+
+
+def test_a_held_package_the_last_run_installed_and_this_one_does_not_want_is_released(host):
+    """side_effect.yml recorded nvidia-kernel-support as held by an earlier run (as after a
+    branch change): its hold would block apt, so converge released it."""
+    _only(host, "ailab-gpu-nvidia")
+    assert _selection(host, "nvidia-kernel-support") == "install"
+    assert "nvidia-kernel-support" not in _fact(host)["packages"]
 
 
 def test_nouveau_is_blacklisted_and_initramfs_tools_will_carry_it(host):
@@ -115,15 +127,37 @@ def test_missing_kernel_headers_are_reported(host):
 
 
 def test_nvidia_fact_records_the_reboot_decision(host):
+    """The simulated fresh host: its H100 is there and still bound to nouveau (as a fresh
+    Debian host's is), so the blacklist needs a reboot; reboots are not allowed here."""
     _only(host, "ailab-gpu-nvidia")
     fact = _fact(host)
     assert fact["vendor"] == "nvidia"
     assert fact["source"] == "distribution"
-    assert fact["gpu_present"] is False
-    # No module loaded, no nouveau, no GPU: nothing a reboot would change.
-    assert fact["reboot_required"] is False
-    assert fact["reboot_reasons"] == []
+    assert fact["gpu_present"] is True
+    assert fact["reboot_required"] is True
+    assert fact["reboot_reasons"] == [
+        "the nouveau module is still loaded; the blacklist takes effect at the next boot"
+    ]
     assert fact["held"] is True
+
+
+def test_nvidia_programs_are_not_started_before_the_module_loads(host):
+    """nvidia-persistenced and the device node unit cannot start without the nvidia module:
+    on a fresh host the role enables them for the next boot and starts neither (a start
+    would fail the converge; Debian's own postinst already tried nvidia-persistenced at
+    install time, and it failed there, as on a real host before its reboot)."""
+    _only(host, "ailab-gpu-nvidia")
+    for unit in ("nvidia-persistenced", "ailab-nvidia-devices"):
+        assert host.service(unit).is_enabled, unit
+        assert not host.service(unit).is_running, unit
+    # The device unit's own condition (the module's proc file) kept it from running.
+    assert host.check_output("systemctl show -p ActiveState --value ailab-nvidia-devices") == "inactive"
+
+
+def test_the_simulated_card_is_seen_as_a_real_fresh_host_shows_it(host):
+    _only(host, "ailab-gpu-nvidia")
+    out = host.run("/var/lib/ailab-gpu-sim/usr/bin/nvidia-smi")
+    assert out.rc == 9 and "couldn't communicate with the NVIDIA driver" in out.stdout
 
 
 def test_rocm_packages_are_installed_from_debian(host):
@@ -171,3 +205,35 @@ def test_none_host_is_untouched(host):
     assert now == before
     for package in ("nvidia-driver", "rocminfo", "dkms"):
         assert not host.package(package).is_installed, package
+
+
+def test_verify_reports_the_fresh_host_as_it_really_is(host, tmp_path_factory):
+    """playbooks/verify.yml on the simulated fresh host: the card is there, bound to nouveau,
+    and no nvidia module exists for the running kernel (DKMS had no headers to build it
+    with): the report says so, with the reason gpu_driver recorded, and the run fails."""
+    _only(host, "ailab-gpu-nvidia")
+    reports = tmp_path_factory.mktemp("reports")
+    proc = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--limit",
+            "ailab-gpu-nvidia",
+            os.path.join(REPO, "playbooks", "verify.yml"),
+            "-e",
+            f"verify_report_dir={reports}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    report = (reports / "health.md").read_text()
+    kernel = host.check_output("uname -r")
+    assert (
+        f"driver **missing**: no nvidia module for the running kernel {kernel} "
+        "(0000:00:09.0 bound to nouveau); gpu_driver found it headers-missing for kernel "
+        f"{kernel}: DKMS could not build it, the running kernel's headers are not installable"
+    ) in report, report
