@@ -265,34 +265,62 @@ def test_interrupted_converge_completes_on_the_next_run(lab):
     assert report.rc == 0, report.failure_messages()
 
 
-def test_rebuilt_host_comes_back_whole(lab):
+def test_rebuilt_host_comes_back_whole(lab, tmp_path):
     """Destroy workstation, recreate it from the base image, converge only it: every file
-    the toolkit manages comes back byte for byte, every unit in the state it was in."""
+    the toolkit manages comes back byte for byte, every unit in the state it was in.
+
+    One of its instances serves a model someone copied into the store by hand (on the store
+    server, at model_store.path; not in model_store_models): the fresh host, whose store is
+    not mounted yet when the plan is made, must plan it from the store server and serve it
+    again, as a user's rebuilt host would."""
     container = lab["hosts"]["workstation"]
-    before = snapshot([container])[container]
-    subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
-    up = run_playbook("playbooks/lab_up.yml")
-    assert up.rc == 0, up.failure_messages()
-    assert (
-        host_exec(
-            container, "test", "-e", "/etc/systemd/system/textgen-coder.service", check=False
-        ).returncode
-        != 0
+    store = lab["hosts"]["localcloud"]
+    host_exec(store, "cp", "/srv/models/tiny-llama-F32.gguf", "/srv/models/hand-copied.gguf")
+    workstation = yaml.safe_load((REPO / "inventory" / "lab" / "host_vars" / "workstation.yml").read_text())
+    handmade = {
+        "name": "handmade",
+        "backend": "ollama",
+        "model": "hand-copied.gguf",
+        "port": 11436,
+        "ready_timeout": 120,
+    }
+    inventory = write_overlay_inventory(
+        tmp_path, host_vars={"workstation": {"model_instances": workstation["model_instances"] + [handmade]}}
     )
-    start = time.monotonic()
-    rebuild = run_playbook("site.yml", limit="workstation")
-    (REPO / ".cache").mkdir(exist_ok=True)
-    (REPO / ".cache" / "rebuild_seconds").write_text(f"{time.monotonic() - start:.1f}\n")
-    assert rebuild.rc == 0, rebuild.failure_messages()
-    report = run_playbook("playbooks/verify.yml", limit="workstation")
-    assert report.rc == 0, report.failure_messages()
-    after = snapshot([container])[container]
-    lost = sorted(set(before.splitlines()) - set(after.splitlines()))
-    gained = sorted(set(after.splitlines()) - set(before.splitlines()))
-    assert not lost and not gained, f"not as before the rebuild:\nlost: {lost}\ngained: {gained}"
-    third = run_playbook("site.yml", limit="workstation")
-    assert third.rc == 0, third.failure_messages()
-    assert third.changed_tasks() == []
+    try:
+        added = run_playbook("site.yml", inventory=inventory, limit="workstation")
+        assert added.rc == 0, added.failure_messages()
+        before = snapshot([container])[container]
+        assert "ollama-handmade.service" in before
+        subprocess.run(["docker", "rm", "-f", container], check=True, capture_output=True)
+        up = run_playbook("playbooks/lab_up.yml")
+        assert up.rc == 0, up.failure_messages()
+        assert (
+            host_exec(
+                container, "test", "-e", "/etc/systemd/system/textgen-coder.service", check=False
+            ).returncode
+            != 0
+        )
+        start = time.monotonic()
+        rebuild = run_playbook("site.yml", inventory=inventory, limit="workstation")
+        (REPO / ".cache").mkdir(exist_ok=True)
+        (REPO / ".cache" / "rebuild_seconds").write_text(f"{time.monotonic() - start:.1f}\n")
+        assert rebuild.rc == 0, rebuild.failure_messages()
+        report = run_playbook("playbooks/verify.yml", inventory=inventory, limit="workstation")
+        assert report.rc == 0, report.failure_messages()
+        after = snapshot([container])[container]
+        lost = sorted(set(before.splitlines()) - set(after.splitlines()))
+        gained = sorted(set(after.splitlines()) - set(before.splitlines()))
+        assert not lost and not gained, f"not as before the rebuild:\nlost: {lost}\ngained: {gained}"
+        third = run_playbook("site.yml", inventory=inventory, limit="workstation")
+        assert third.rc == 0, third.failure_messages()
+        assert third.changed_tasks() == []
+    finally:
+        # Back to the lab's own inventory: the extra instance goes, the copy with it.
+        back = run_playbook("site.yml", limit="workstation", tags="instances")
+        host_exec(store, "rm", "-f", "/srv/models/hand-copied.gguf", check=False)
+    assert back.rc == 0, back.failure_messages()
+    assert "ollama-handmade.service" not in snapshot([container])[container]
 
 
 def _repack_llama_server(tmp_path, tag):
