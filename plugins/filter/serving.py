@@ -46,6 +46,8 @@ def serving_plan_host(
     bind=serving_plan.DEFAULT_BIND,
     ollama_models_dir=serving_plan.DEFAULT_OLLAMA_MODELS_DIR,
     textgen_version=None,
+    gpu_reserve_mib=0,
+    host_reserve_mib=0,
 ):
     """``model_instances | serving_plan_host(host, models, gpu, ...)``: the host plan dict."""
     return serving_plan.plan_host(
@@ -59,6 +61,8 @@ def serving_plan_host(
         bind,
         ollama_models_dir,
         textgen_version or None,
+        _int_or_none(gpu_reserve_mib, "gpu_reserve_mib") or 0,
+        _int_or_none(host_reserve_mib, "host_reserve_mib") or 0,
     )
 
 

@@ -24,6 +24,10 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
   bind                  the address to listen on (default: the planner's ``bind``)
   ready_timeout (600)   seconds the role waits for the API to list the model
   state (present)       present | absent
+  partial_offload (false)  when the instances before it leave too little VRAM, run with what is
+                        left (fewer layers on the GPU, or the CPU) instead of being refused
+  overcommit (false)    plan it as if the GPU and RAM were its alone (the backend may then fail
+                        to load it); the plan warns
 
 Decision rules (design.md, reference/serving-facts.md):
 - textgen loaders agree with upstream ``infer_loader`` where the host can run them:
@@ -35,6 +39,14 @@ Decision rules (design.md, reference/serving-facts.md):
 - A GPU with <= 4 GiB VRAM counts as no GPU (the rule LocalAI uses); Intel GPUs count as
   no GPU (the textgen, Ollama and llama-cpp-python builds the roles install have no
   Intel backend).
+- The ledger (``plan_host``): a host's instances are placed in inventory order. The GPU
+  offers its VRAM less ``gpu_reserve_mib`` (a display server, other CUDA users); each
+  instance is planned against what the instances before it left. One that needs more
+  than is left is refused, naming the instances before it and the numbers, unless it
+  sets ``partial_offload`` (then it gets what is left: fewer layers on the GPU, or the
+  CPU) or ``overcommit`` (planned against the whole GPU, with a warning). RAM is a ledger
+  too: the instances' host-side memory plus ``host_reserve_mib`` (the OS) must fit the
+  host's memory, else the instance that crosses it is refused (unless ``overcommit``).
 - Memory (MiB):
   GGUF: weights = file size; VRAM = weights + KV cache + 512 compute buffer. All layers
   on the GPU is gpu_layers = layers + 1 (llama.cpp counts the output layer as one more;
@@ -159,6 +171,8 @@ INSTANCE_DEFAULTS = {
     "ready_timeout": 600,
     "state": "present",
     "purge": False,
+    "partial_offload": False,
+    "overcommit": False,
 }
 
 
@@ -378,7 +392,14 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
     present = out["state"] != "absent"  # removing an instance needs only its name and backend
     if present and (not isinstance(out["model"], str) or not out["model"]):
         err("model", "is required: a model path relative to the model store, or absolute")
-    for key in ("load_in_4bit", "trust_remote_code", "allow_non_chat", "purge"):
+    for key in (
+        "load_in_4bit",
+        "trust_remote_code",
+        "allow_non_chat",
+        "purge",
+        "partial_offload",
+        "overcommit",
+    ):
         value = _as_bool(out[key])
         if value is None:
             err(key, f"must be true or false, got {out[key]!r}")
@@ -1054,8 +1075,14 @@ def plan_host(
     bind=DEFAULT_BIND,
     ollama_models_dir=DEFAULT_OLLAMA_MODELS_DIR,
     textgen_version=None,
+    gpu_reserve_mib=0,
+    host_reserve_mib=0,
 ):
     """Plan every instance of a host and check what spans instances.
+
+    The instances are placed in order on the host's ledger (the module docstring's rules):
+    ``gpu_reserve_mib`` of VRAM and ``host_reserve_mib`` of RAM are kept for others; the
+    host plan's ``ledger`` says what each instance takes and what is left.
 
     ``textgen_version``: the host's ``textgen_webui_version``; textgen instances are
     refused when it is not the release the flag table was taken from (their flags would
@@ -1090,6 +1117,11 @@ def plan_host(
         ):
             key = inst.get("ollama_models_dir") or ollama_models_dir
             ollama_dirs[key] = ollama_dirs.get(key, 0) + 1
+    vendor, vram, _ = effective_gpu(gpu)
+    gpu_reserve = max(_as_int(gpu_reserve_mib) or 0, 0)
+    host_reserve = max(_as_int(host_reserve_mib) or 0, 0)
+    ledger = _Ledger(host, vendor, vram, gpu_reserve, host_mem_mib, host_reserve)
+    card = _gpu_view(gpu, ledger.card_mib) if vendor != "none" and gpu_reserve else gpu
     plans = []
     for inst in instances:
         model = None
@@ -1099,9 +1131,20 @@ def plan_host(
             shared = ollama_dirs.get(inst.get("ollama_models_dir") or ollama_models_dir, 0) > 1
         else:
             shared = False
-        plans.append(
-            plan_instance(inst, model, gpu, host_mem_mib, host, bind, model_root, ollama_models_dir, shared)
-        )
+        rest = (host_mem_mib, host, bind, model_root, ollama_models_dir, shared)
+        plan = plan_instance(inst, model, card, *rest)
+        wants = _ledger_wants(inst)
+        if ledger.needs_gpu_room(plan, wants):
+            if wants["partial_offload"]:
+                alone = plan["estimated_vram_mib"]
+                plan = plan_instance(inst, model, _gpu_view(gpu, ledger.free_mib), *rest)
+                ledger.note_partial(plan, alone)
+            else:
+                ledger.refuse_gpu(plan)
+        ledger.add(plan, wants)
+        plans.append(plan)
+    host_errors.extend(ledger.errors)
+    host_warnings.extend(ledger.warnings)
 
     seen_names = {}
     for plan in plans:
@@ -1177,27 +1220,6 @@ def plan_host(
         for plan in textgen_present:
             plan["errors"].append(msg)
 
-    vendor, vram, _ = effective_gpu(gpu)
-    on_gpu = [p for p in plans if p["state"] != "absent" and p["estimated_vram_mib"]]
-    total = sum(p["estimated_vram_mib"] for p in on_gpu)
-    if vendor != "none" and len(on_gpu) > 1 and total > vram:
-        msg = (
-            "{}: the instances on the GPU ({}) together need about {} MiB of VRAM and the GPU has {} MiB; "
-            "they cannot all be loaded at once".format(
-                host, ", ".join(p["name"] for p in on_gpu), total, vram
-            )
-        )
-        host_warnings.append(msg)
-        for plan in on_gpu:
-            plan["warnings"].append(msg)
-            plan["reasons"].append("Warning: " + msg)
-    ram_total = sum(p["estimated_ram_mib"] for p in plans if p["state"] != "absent")
-    if host_mem_mib is not None and ram_total > host_mem_mib and len(plans) > 1:
-        host_warnings.append(
-            f"{host}: the instances together need about {ram_total} MiB of RAM and the host has "
-            f"{host_mem_mib} MiB"
-        )
-
     errors = []
     for plan in plans:
         plan["refused"] = bool(plan["errors"]) or not plan["fits"]
@@ -1223,11 +1245,145 @@ def plan_host(
             "used_vram_mib": vram,
         },
         "host_mem_mib": host_mem_mib,
+        "ledger": ledger.summary(),
         "instances": plans,
         "errors": errors,
         "warnings": host_warnings,
         "refused": bool(errors),
     }
+
+
+def _gpu_view(gpu, vram_mib):
+    """The host's GPU as an instance may use it: ``vram_mib`` of it, or no GPU at all when
+    that is 4 GiB or less (what effective_gpu would count as none anyway)."""
+    if vram_mib <= MIN_GPU_VRAM_MIB:
+        return {"vendor": "none", "total_vram_mib": 0, "devices": []}
+    return dict(gpu or {}, total_vram_mib=int(vram_mib))
+
+
+def _ledger_wants(inst):
+    wants = {"partial_offload": False, "overcommit": False}
+    if isinstance(inst, dict):
+        for key in wants:
+            wants[key] = bool(_as_bool(inst.get(key)))
+    return wants
+
+
+class _Ledger:
+    """What a host's GPU and RAM have left, instance after instance (plan_host)."""
+
+    def __init__(self, host, vendor, vram, gpu_reserve, host_mem_mib, host_reserve):
+        self.host = host
+        self.vendor = vendor
+        self.vram = vram if vendor != "none" else 0
+        self.gpu_reserve = gpu_reserve if vendor != "none" else 0
+        self.card_mib = max(self.vram - self.gpu_reserve, 0)
+        self.free_mib = self.card_mib
+        self.host_mem_mib = _as_int(host_mem_mib)
+        self.host_reserve = host_reserve
+        self.ram_free_mib = None if self.host_mem_mib is None else self.host_mem_mib - host_reserve
+        self.gpu_entries, self.ram_entries = [], []
+        self.errors, self.warnings = [], []
+
+    @staticmethod
+    def _counts(plan):
+        return plan["state"] != "absent" and not plan["errors"] and plan["fits"]
+
+    def _before(self, entries):
+        return ", ".join(f"{name} ({mib} MiB)" for name, mib in entries) or "none"
+
+    def _where(self):
+        reserve = f", {self.gpu_reserve} MiB of it reserved (gpu_reserve_mib)" if self.gpu_reserve else ""
+        return (
+            f"the GPU has {self.vram} MiB{reserve}; the instances before it take "
+            f"{self._before(self.gpu_entries)}; {max(self.free_mib, 0)} MiB is left"
+        )
+
+    def needs_gpu_room(self, plan, wants):
+        need = plan["estimated_vram_mib"] or 0
+        return (
+            bool(self.vendor != "none" and need and self._counts(plan) and need > self.free_mib)
+            and not (wants["overcommit"])
+        )
+
+    def refuse_gpu(self, plan):
+        msg = (
+            f"{self.host}/{plan['name']}: gpu: it needs about {plan['estimated_vram_mib']} MiB of VRAM and "
+            f"{self._where()}; set partial_offload: true on it to run with what is left (fewer layers on "
+            "the GPU, or the CPU), overcommit: true to plan it as if the GPU were its alone, or move it "
+            "to another host"
+        )
+        plan["errors"].append(msg)
+        self.errors.append(msg)
+
+    def note_partial(self, plan, alone):
+        if plan["errors"]:
+            # The backend's own refusal speaks of "the GPU"; it is what the others left.
+            plan["errors"][:] = [
+                e.replace(f"the GPU has {self.free_mib} MiB", f"{self._where()} (partial_offload)")
+                for e in plan["errors"]
+            ]
+            return
+        msg = (
+            f"{self.host}/{plan['name']}: it would take about {alone} MiB of VRAM alone, and {self._where()}: "
+            f"planned with what is left (partial_offload): {plan['device'] or 'cpu'}, "
+            f"{plan['estimated_vram_mib']} MiB of VRAM"
+        )
+        plan["warnings"].append(msg)
+        plan["reasons"].append("Warning: " + msg)
+        self.warnings.append(msg)
+
+    def add(self, plan, wants):
+        if not self._counts(plan):
+            return
+        need = plan["estimated_vram_mib"] or 0
+        if need and self.vendor != "none":
+            if wants["overcommit"] and need > self.free_mib:
+                msg = (
+                    f"{self.host}/{plan['name']}: planned as if the GPU were its alone (overcommit): it "
+                    f"needs about {need} MiB of VRAM and {self._where()}; the instances cannot all be "
+                    "loaded at once"
+                )
+                plan["warnings"].append(msg)
+                plan["reasons"].append("Warning: " + msg)
+                self.warnings.append(msg)
+            self.gpu_entries.append((plan["name"], need))
+            self.free_mib -= need
+        ram = plan["estimated_ram_mib"] or 0
+        if self.ram_free_mib is not None and ram:
+            if ram > self.ram_free_mib:
+                reserve = f", {self.host_reserve} MiB kept for the system (host_reserve_mib)"
+                msg = (
+                    f"{self.host}/{plan['name']}: it needs about {ram} MiB of RAM and the host has "
+                    f"{self.host_mem_mib} MiB{reserve if self.host_reserve else ''}; the instances before it "
+                    f"take {self._before(self.ram_entries)}; {max(self.ram_free_mib, 0)} MiB is left"
+                )
+                if wants["overcommit"]:
+                    plan["warnings"].append(msg + " (overcommit)")
+                    self.warnings.append(msg + " (overcommit)")
+                else:
+                    msg += "; set overcommit: true on it to plan it anyway, or move it to another host"
+                    plan["errors"].append(msg)
+                    self.errors.append(msg)
+            self.ram_entries.append((plan["name"], ram))
+            self.ram_free_mib -= ram
+
+    def summary(self):
+        return {
+            "gpu": {
+                "vendor": self.vendor,
+                "total_mib": self.vram,
+                "reserve_mib": self.gpu_reserve,
+                "instances": [{"name": n, "mib": m} for n, m in self.gpu_entries],
+                "free_mib": self.free_mib,
+            },
+            "ram": {
+                "total_mib": self.host_mem_mib,
+                "reserve_mib": self.host_reserve,
+                "instances": [{"name": n, "mib": m} for n, m in self.ram_entries],
+                "free_mib": self.ram_free_mib,
+            },
+        }
 
 
 def _port_roles(plan):
@@ -1268,4 +1424,26 @@ def plan_table(host_plans):
     for row in [header] + rows:
         cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
         lines.append("  ".join(cells + [row[-1]]).rstrip())
+    for hp in host_plans or []:
+        lines.extend(ledger_lines(hp))
+    return lines
+
+
+def ledger_lines(host_plan):
+    """One line per ledger of a host plan: what each instance takes, the reserve, what is left."""
+    ledger = (host_plan or {}).get("ledger") or {}
+    lines = []
+    for what, unit in (("gpu", "VRAM"), ("ram", "RAM")):
+        part = ledger.get(what) or {}
+        total = part.get("total_mib")
+        if not total or (what == "gpu" and part.get("vendor") == "none"):
+            continue
+        taken = (
+            ", ".join("{} {}".format(e["name"], e["mib"]) for e in part.get("instances") or []) or "nothing"
+        )
+        reserve = f", reserve {part['reserve_mib']}" if part.get("reserve_mib") else ""
+        lines.append(
+            f"{host_plan.get('host')} {unit} ledger (MiB): {total} total{reserve}; {taken}; "
+            f"{part.get('free_mib')} left"
+        )
     return lines

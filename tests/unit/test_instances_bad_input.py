@@ -198,11 +198,22 @@ HOST_VARS = {
     "gpubuild": {"llamacpp_server_variant": "cuda"},
     # The default build is the CPU one: on a GPU host it would ignore --n-gpu-layers.
     "cpubuild": {"gpu_vendor": "nvidia", "gpu_vram_mib": 24576},
+    # 8192 MiB less 1024 reserved; each instance plans about 3.1 GiB (an 80-layer model's KV
+    # cache for 8192 tokens): the second does not fit what the first left... with the reserve.
+    "overcommit": {"gpu_vendor": "nvidia", "gpu_vram_mib": 8192, "gpu_reserve_mib": 2048},
+}
+# Hosts of HOST_VARS whose instance list is not the one good instance.
+HOST_INSTANCES = {
+    "overcommit": lambda: [
+        llamacpp(model="huge-ctx-Q4_K_M.gguf", ctx_size=8192, port=free_port()),
+        llamacpp(name="llm2", model="huge-ctx-Q4_K_M.gguf", ctx_size=8192, port=free_port()),
+    ]
 }
 HOST_VAR_CASES = {
     "nosum": r"nosum: llamacpp_server_install is archive, so llamacpp_server_archive .* and\s+llamacpp_server_archive_sha256 \(64 hex digits\) are required",
     "badsum": r"badsum: llamacpp_server_archive \S+ has sha256 [0-9a-f]{64}, not llamacpp_server_archive_sha256 0{64}",
     "gpubuild": r"gpubuild: llamacpp_server_variant is cuda, a build for nvidia GPUs, but the plan for this host uses\s+none",
+    "overcommit": r"overcommit/llm2: gpu: it needs about \d+ MiB of VRAM and the GPU has 8192 MiB, 2048 MiB of it\s+reserved \(gpu_reserve_mib\); the instances before it take llm \(\d+ MiB\)",
     "cpubuild": r"cpubuild: llamacpp_server_variant is cpu, a build without GPU support, but the plan puts\s+llm on the\s+NVIDIA GPU; install a build\s+for it \(llamacpp_server_variant:\s+cuda\s",
 }
 
@@ -214,7 +225,11 @@ def outcome(tmp_path_factory, store):
     hosts = {f"case{i}": CASES[name][0] for i, name in enumerate(sorted(CASES))}
     hosts["taken"] = [llamacpp(port=port)]
     for host in HOST_VARS:
-        hosts[host] = [llamacpp(port=free_port(), bind="127.0.0.1")]
+        hosts[host] = (
+            HOST_INSTANCES[host]()
+            if host in HOST_INSTANCES
+            else [llamacpp(port=free_port(), bind="127.0.0.1")]
+        )
     hosts["good"] = [llamacpp(port=free_port(), bind="127.0.0.1")]
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

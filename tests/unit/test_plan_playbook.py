@@ -209,3 +209,45 @@ def test_plan_refuses_a_port_another_service_holds_as_the_deploy_does(lab):
         proc = run_plan(write_inventory(lab, [llm]), lab / "plan")
     assert proc.returncode != 0
     assert f"planhost/llm: port {port} (port) is already used by another service on the host" in proc.stdout
+
+
+def test_two_instances_that_do_not_fit_one_card_are_refused_then_placed_with_a_reserve_and_partial_offload(
+    lab,
+):
+    """An 80-layer model's KV cache for 8192 tokens (about 2.5 GiB) per instance on a
+    6 GiB card: the second is refused before anything changes; with 1 GiB reserved and
+    partial_offload on the second, both are placed (the second on the CPU, as too little
+    GPU is left) and the table shows the ledger."""
+    fixtures = pytest.importorskip("fixtures_models")
+    fixtures.write_gguf(
+        str(lab / "models" / "deep.gguf"),
+        name="deep",
+        block_count=80,
+        embedding_length=8192,
+        head_count=64,
+        head_count_kv=8,
+        context_length=8192,
+    )
+    first = {"name": "one", "backend": "llamacpp", "model": "deep.gguf", "port": 18201, "ctx_size": 8192}
+    second = dict(first, name="two", port=18202)
+    proc = run_plan(write_inventory(lab, [first, second], gpu_vram_mib=6144), lab / "plan")
+    assert proc.returncode != 0
+    assert "planhost/two: gpu: it needs about" in proc.stdout
+    assert "the instances before it take one (" in proc.stdout
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    assert plan["refused"] and [e["name"] for e in plan["ledger"]["gpu"]["instances"]] == ["one"]
+
+    placed = write_inventory(
+        lab, [first, dict(second, partial_offload=True)], gpu_vram_mib=6144, gpu_reserve_mib=1024
+    )
+    proc = run_plan(placed, lab / "plan")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    ledger = plan["ledger"]["gpu"]
+    assert ledger["total_mib"] == 6144 and ledger["reserve_mib"] == 1024
+    # What one leaves (under 4 GiB) is no GPU worth the name: two runs on the CPU.
+    assert [e["name"] for e in ledger["instances"]] == ["one"]
+    assert plan["instances"][1]["device"] == "cpu"
+    assert ledger["free_mib"] == 6144 - 1024 - ledger["instances"][0]["mib"]
+    assert "planhost VRAM ledger (MiB): 6144 total, reserve 1024; one " in proc.stdout
+    assert "planned with what is left (partial_offload): cpu" in proc.stdout

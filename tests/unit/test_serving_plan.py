@@ -704,7 +704,8 @@ def test_internal_llama_server_port_collision_is_refused_naming_both():
 
 
 def test_internal_port_is_free_for_the_transformers_loader():
-    hp = host([inst(model="h"), inst(name="chat", backend="ollama", api_port=None, port=5015)])
+    big = {"vendor": "nvidia", "total_vram_mib": 49152}
+    hp = host([inst(model="h"), inst(name="chat", backend="ollama", api_port=None, port=5015)], gpu=big)
     assert hp["errors"] == []
 
 
@@ -745,9 +746,135 @@ def test_two_ollama_instances_on_one_models_dir_get_noprune():
     assert all(p["env"]["OLLAMA_NOPRUNE"] == "1" for p in hp["instances"])
 
 
-def test_instances_that_overcommit_the_gpu_get_a_warning():
-    hp = host([inst(model="h"), inst(name="b", model="h", port=7862, api_port=5020)])
-    assert hp["errors"] == [] and any("together need about" in w for w in hp["warnings"])
+# ---------------------------------------------------------------- the ledger
+
+
+def two_hf(**second):
+    """Two 7B fp16 Transformers instances (about 19.5 GiB of VRAM each) on one host."""
+    return [inst(model="h"), inst(name="b", model="h", port=7862, api_port=5020, **second)]
+
+
+def test_the_second_instance_that_does_not_fit_what_the_first_left_is_refused_with_the_numbers():
+    hp = host(two_hf())
+    first, second = hp["instances"]
+    assert first["errors"] == [] and first["device"] == "gpu"
+    (msg,) = second["errors"]
+    need = first["estimated_vram_mib"]
+    assert msg == (
+        f"ws/b: gpu: it needs about {need} MiB of VRAM and the GPU has 24564 MiB; the instances before "
+        f"it take coder ({need} MiB); {24564 - need} MiB is left; set partial_offload: true on it to run "
+        "with what is left (fewer layers on the GPU, or the CPU), overcommit: true to plan it as if the "
+        "GPU were its alone, or move it to another host"
+    )
+    assert hp["refused"] and msg in hp["errors"]
+
+
+def test_instances_are_placed_in_inventory_order():
+    small = inst(name="small", model="m", port=7870, api_port=5030)
+    first = host([inst(model="h"), small])
+    assert [p["name"] for p in first["instances"] if p["errors"]] == ["small"]
+    second = host([small, inst(model="h")])
+    assert [p["name"] for p in second["instances"] if p["errors"]] == ["coder"]
+    assert [e["name"] for e in second["ledger"]["gpu"]["instances"]] == ["small"]
+
+
+def test_partial_offload_runs_a_gguf_instance_with_the_layers_that_fit_what_is_left():
+    """A 4.6 GiB GGUF after a 19.5 GiB instance: alone it is all on the GPU; with the ledger
+    it gets what is left and fewer layers (llama.cpp's -ngl is a layer count)."""
+    alone = host([inst(model="m")])["instances"][0]
+    hp = host([inst(model="h"), inst(name="b", model="m", port=7862, api_port=5020, partial_offload=True)])
+    first, second = hp["instances"]
+    assert hp["errors"] == []
+    left = 24564 - first["estimated_vram_mib"]
+    assert second["device"] == "split" and second["gpu_layers"] < alone["gpu_layers"]
+    assert second["estimated_vram_mib"] <= left < alone["estimated_vram_mib"]
+    assert any("planned with what is left (partial_offload)" in w for w in hp["warnings"])
+
+
+def test_partial_offload_with_4_gib_or_less_left_runs_on_the_cpu():
+    models = {ROOT + "/m": gguf(), ROOT + "/h": hf()}
+    instances = [inst(model="h"), inst(name="b", model="m", port=7862, api_port=5020, partial_offload=True)]
+    hp = sp.plan_host(HOST, instances, models, NV24, 65536, model_root=ROOT, gpu_reserve_mib=2048)
+    second = hp["instances"][1]
+    assert hp["errors"] == []
+    assert second["device"] == "cpu" and second["estimated_vram_mib"] == 0 and second["gpu_layers"] == 0
+
+
+def test_partial_offload_of_a_model_that_cannot_split_is_refused_with_what_is_left():
+    hp = host(two_hf(partial_offload=True))
+    (msg,) = hp["instances"][1]["errors"]
+    assert (
+        "and the GPU has 24564 MiB; the instances before it take coder (19479 MiB); 5085 MiB is left" in msg
+    )
+    assert "(partial_offload)" in msg
+
+
+def test_overcommit_plans_the_instance_as_if_alone_and_warns():
+    hp = host(two_hf(overcommit=True))
+    first, second = hp["instances"]
+    assert hp["errors"] == [] and second["device"] == "gpu"
+    assert second["estimated_vram_mib"] == first["estimated_vram_mib"]
+    assert any("planned as if the GPU were its alone (overcommit)" in w for w in hp["warnings"])
+    assert hp["ledger"]["gpu"]["free_mib"] < 0
+
+
+def test_the_gpu_reserve_is_kept_from_every_instance():
+    models = {ROOT + "/m": gguf(), ROOT + "/h": hf()}
+    alone = sp.plan_host(HOST, [inst(model="h")], models, NV24, 65536, model_root=ROOT)
+    assert alone["errors"] == []
+    reserved = sp.plan_host(
+        HOST, [inst(model="h")], models, NV24, 65536, model_root=ROOT, gpu_reserve_mib=6144
+    )
+    (p,) = reserved["instances"]
+    # 24564 - 6144 = 18420 MiB for instances: the fp16 model (19479 MiB) no longer fits.
+    assert p["refused"] and "the GPU has 18420 MiB" in p["errors"][0]
+    assert reserved["ledger"]["gpu"]["reserve_mib"] == 6144
+
+
+def test_the_reserve_names_itself_when_it_is_why_an_instance_is_refused():
+    models = {ROOT + "/m": gguf(), ROOT + "/h": hf()}
+    hp = sp.plan_host(
+        HOST,
+        [inst(model="m"), inst(name="b", model="m", port=7862, api_port=5020)],
+        models,
+        NV24,
+        65536,
+        model_root=ROOT,
+        gpu_reserve_mib=16384,
+    )
+    (msg,) = hp["instances"][1]["errors"]
+    assert "the GPU has 24564 MiB, 16384 MiB of it reserved (gpu_reserve_mib)" in msg
+
+
+def test_absent_and_refused_instances_take_no_room():
+    gone = {"name": "old", "backend": "textgen", "state": "absent", "port": 7861, "api_port": 5010}
+    broken = inst(name="broken", model="h", port=7870, api_port=5030, flags=["--bogus"])
+    hp = host([gone, broken, inst(model="h", port=7862, api_port=5020)])
+    assert [p["name"] for p in hp["instances"] if p["errors"]] == ["broken"]
+    assert [e["name"] for e in hp["ledger"]["gpu"]["instances"]] == ["coder"]
+
+
+def test_ram_is_a_ledger_too_with_the_system_reserve():
+    """Two CPU instances whose RAM together passes what the host has beyond its reserve."""
+    models = {ROOT + "/m": gguf()}
+    instances = [inst(model="m"), inst(name="b", model="m", port=7862, api_port=5020)]
+    one = sp.plan_host(HOST, instances[:1], models, NONE, 16384, model_root=ROOT)["instances"][0]
+    mem = 2 * one["estimated_ram_mib"] + 1024 - 1
+    hp = sp.plan_host(HOST, instances, models, NONE, mem, model_root=ROOT, host_reserve_mib=1024)
+    (msg,) = hp["instances"][1]["errors"]
+    assert msg.startswith(
+        f"ws/b: it needs about {one['estimated_ram_mib']} MiB of RAM and the host has {mem} MiB"
+    )
+    assert "1024 MiB kept for the system (host_reserve_mib)" in msg
+    ok = sp.plan_host(HOST, instances, models, NONE, mem + 1, model_root=ROOT, host_reserve_mib=1024)
+    assert ok["errors"] == []
+    over = [inst(model="m"), inst(name="b", model="m", port=7862, api_port=5020, overcommit=True)]
+    assert sp.plan_host(HOST, over, models, NONE, mem, model_root=ROOT, host_reserve_mib=1024)["errors"] == []
+
+
+def test_ledger_options_must_be_booleans():
+    hp = host([inst(partial_offload="maybe")])
+    assert any("partial_offload: must be true or false" in e for e in hp["errors"])
 
 
 def test_model_instances_not_a_list_is_refused():
@@ -771,8 +898,12 @@ def test_plan_table_has_a_header_and_one_row_per_instance():
     hp = host([inst(), inst(name="bad", port=7861, api_port=5020)])
     lines = sp.plan_table(hp)
     assert lines[0].split()[:4] == ["HOST", "INSTANCE", "BACKEND", "LOADER"]
-    assert len(lines) == 3
     assert "refused" in lines[2] and "7861/5010" in lines[1]
+    # Then the host's ledgers: the GPU's and the RAM's (instances in order, what is left).
+    need = hp["instances"][0]["estimated_vram_mib"]
+    assert lines[3].startswith(f"ws VRAM ledger (MiB): 24564 total; coder {need}, bad {need}; ")
+    assert lines[4].startswith("ws RAM ledger (MiB): 65536 total; coder ")
+    assert len(lines) == 5
 
 
 def test_purge_is_a_known_instance_variable_for_removal():
