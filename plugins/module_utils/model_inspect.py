@@ -257,6 +257,8 @@ def _new_result(path):
         "layers": None,
         "heads": None,
         "kv_heads": None,
+        "key_length": None,
+        "value_length": None,
         "embedding_length": None,
         "vocab_size": None,
         "size_bytes": None,
@@ -742,6 +744,10 @@ def inspect_gguf(path, ctx, result):
     kv_heads = _arch_value(metadata, arch, "attention.head_count_kv")
     result["heads"] = heads
     result["kv_heads"] = kv_heads if kv_heads is not None else heads
+    # Per-head key and value sizes when the file says (llama.cpp, src/llama-model.cpp:
+    # n_embd_head_k/v default to n_embd / n_head, overridden by these keys).
+    result["key_length"] = _arch_value(metadata, arch, "attention.key_length")
+    result["value_length"] = _arch_value(metadata, arch, "attention.value_length")
     tokens = metadata.get("tokenizer.ggml.tokens")
     if tokens is not None and hasattr(tokens, "__len__"):
         result["vocab_size"] = len(tokens)
@@ -1117,6 +1123,10 @@ def inspect_hf_dir(path, ctx, result):
         kv_heads = 1
     result["heads"] = heads
     result["kv_heads"] = kv_heads if kv_heads is not None else heads
+    # Transformers' attention uses config.head_dim when the config has one (Gemma, Qwen3),
+    # else hidden_size // num_attention_heads.
+    head_dim = _int_or_none(_cfg_get(cfg, "head_dim"))
+    result["key_length"] = result["value_length"] = head_dim
     result["embedding_length"] = _int_or_none(_cfg_get(cfg, "hidden_size", "n_embd", "d_model"))
     result["vocab_size"] = _int_or_none(_cfg_get(cfg, "vocab_size"))
 

@@ -57,8 +57,9 @@ Decision rules (design.md, reference/serving-facts.md):
   + 2048): GPUStack's rule, raised for long contexts. Unquantized weights are loaded as
   16-bit (params x 2 bytes); 4-bit bitsandbytes is params x 0.5, 8-bit params x 1. On the
   CPU textgen loads Transformers weights as float32 (params x 4) unless --bf16.
-  KV cache bytes = 2 x layers x ctx x kv_heads x head_dim x 2, head_dim =
-  embedding_length / heads.
+  KV cache bytes = layers x ctx x kv_heads x (key_length x bytes_k + value_length x
+  bytes_v); key/value_length from the model, else embedding_length / heads; bytes per
+  element from the cache type (``KV_CACHE_BYTES``; f16 unless the instance sets one).
   RAM besides weights: 1024 for llama.cpp servers and Ollama, 2048 for Transformers.
 """
 
@@ -291,18 +292,151 @@ def unknown_vram(gpu):
     )
 
 
-def kv_cache_mib(model, ctx):
-    """``(MiB, exact)`` of the fp16 KV cache for ``ctx`` tokens; exact is False when guessed."""
+# Bytes per KV cache element, per cache type: the types llama-server accepts for
+# --cache-type-k/-v (common/arg.cpp, kv_cache_types: f32 f16 bf16 q8_0 q4_0 q4_1 iq4_nl
+# q5_0 q5_1), sized as ggml stores them (ggml/src/ggml-common.h: a block of 32 elements
+# is a 2-byte scale plus the quants, q4_1/q5_1 a scale and a minimum, q5 4 more bytes
+# of fifth bits).
+KV_CACHE_BYTES = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q4_0": 18 / 32,
+    "q4_1": 20 / 32,
+    "iq4_nl": 18 / 32,
+    "q5_0": 22 / 32,
+    "q5_1": 24 / 32,
+}
+
+
+def kv_cache_mib(model, ctx, type_k="f16", type_v="f16"):
+    """``(MiB, exact)`` of the KV cache for ``ctx`` tokens; exact is False when guessed.
+
+    Per layer llama.cpp keeps n_head_kv x n_embd_head_k keys and n_head_kv x
+    n_embd_head_v values per token (src/llama-hparams.cpp ``n_embd_k_gqa``/``n_embd_v_gqa``),
+    the head sizes being the model's key_length/value_length, else embedding / heads.
+    """
     layers = _as_int(model.get("layers"))
     emb = _as_int(model.get("embedding_length"))
     heads = _as_int(model.get("heads"))
     kv_heads = _as_int(model.get("kv_heads"))
-    if not layers or not emb or not ctx:
+    bytes_k = _kv_bytes(type_k)
+    bytes_v = _kv_bytes(type_v)
+    if not layers or not ctx or not (emb or model.get("key_length")):
         return 0, False
     if heads and kv_heads:
-        head_dim = emb / heads
-        return _mib(2 * layers * ctx * kv_heads * head_dim * 2), True
-    return _mib(2 * layers * ctx * emb * 2), False  # no GQA information: assume full attention
+        head_k = _as_int(model.get("key_length")) or emb / heads
+        head_v = _as_int(model.get("value_length")) or emb / heads
+        return _mib(layers * ctx * kv_heads * (head_k * bytes_k + head_v * bytes_v)), True
+    return _mib(layers * ctx * emb * (bytes_k + bytes_v)), False  # no GQA information: full attention
+
+
+# text-generation-webui v4.7.3's llama.cpp loader passes --cache-type on to llama-server
+# only for these (modules/llama_cpp_server.py; any other value silently stays fp16);
+# ExLlamaV3 spells its own (q8, q6, q4 or qK_qV) and fails on q8_0.
+TEXTGEN_LLAMACPP_CACHE_TYPES = {"fp16": "f16", "q8_0": "q8_0", "q4_0": "q4_0"}
+EXL3_CACHE_RE = re.compile(r"^q([2-8])(?:_q([2-8]))?$")
+# Ollama's OLLAMA_KV_CACHE_TYPE: f16 (the default), q8_0 or q4_0 (llama/llama.go,
+# kvCacheTypeFromStr); it takes effect only with flash attention on.
+OLLAMA_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+
+
+def _ollama_parallel(inst, err):
+    raw = (inst.get("env") or {}).get("OLLAMA_NUM_PARALLEL")
+    if raw is None:
+        return 1
+    value = _as_int(raw)
+    if not value or value < 1:
+        err("env", f"OLLAMA_NUM_PARALLEL must be a whole number of 1 or more, got {raw!r}")
+        return 1
+    return value
+
+
+def _flag_values(lines, names):
+    """The values given to any of ``names`` in llama-server flag lines (``-x v`` or ``-x=v``)."""
+    values = []
+    for line in lines:
+        words = line.split()
+        for i, word in enumerate(words):
+            name, eq, inline = word.partition("=")
+            if name in names:
+                if eq:
+                    values.append(inline)
+                elif i + 1 < len(words):
+                    values.append(words[i + 1])
+    return values
+
+
+def _kv_bytes(kind):
+    """Bytes per KV element of a cache type: llama.cpp's, or ExLlamaV3's ``exl3-qN`` (N bits)."""
+    if kind in KV_CACHE_BYTES:
+        return KV_CACHE_BYTES[kind]
+    if str(kind).startswith("exl3-q"):
+        return int(str(kind)[len("exl3-q") :]) / 8
+    return 2.0
+
+
+def _cache_types(backend, fmt, inst, user_flags, user_lines, err, warn, model=None):
+    """``(type_k, type_v)`` of the KV cache the backend will allocate, checked in the
+    spelling that backend accepts."""
+    if backend == "llamacpp":
+        types = []
+        for names in (("-ctk", "--cache-type-k"), ("-ctv", "--cache-type-v")):
+            values = _flag_values(user_lines, names)
+            value = values[-1] if values else "f16"
+            if value not in KV_CACHE_BYTES:
+                err(
+                    "flags",
+                    "{} {}: llama-server accepts {} (common/arg.cpp)".format(
+                        names[1], value, ", ".join(KV_CACHE_BYTES)
+                    ),
+                )
+                value = "f16"
+            types.append(value)
+        return types[0], types[1]
+    if backend == "textgen" and "--cache-type" in user_flags:
+        value = str(user_flags["--cache-type"][0])
+        if fmt == "gguf":
+            if value not in TEXTGEN_LLAMACPP_CACHE_TYPES:
+                err(
+                    "flags",
+                    "--cache-type {}: text-generation-webui's llama.cpp loader passes only {} to "
+                    "llama-server and would run {} as fp16".format(
+                        value, ", ".join(TEXTGEN_LLAMACPP_CACHE_TYPES), value
+                    ),
+                )
+                return "f16", "f16"
+            kind = TEXTGEN_LLAMACPP_CACHE_TYPES[value]
+            return kind, kind
+        match = EXL3_CACHE_RE.match(value)
+        exl3 = _is_exl3(model or {})
+        if exl3 and match:
+            bits_k = int(match.group(1))
+            return f"exl3-q{bits_k}", f"exl3-q{int(match.group(2) or bits_k)}"
+        if exl3:
+            err("flags", f"--cache-type {value}: ExLlamaV3 takes q2..q8 or qK_qV (e.g. q8, q4_q8)")
+        else:
+            warn(f"--cache-type {value} has no effect with the Transformers loader; the plan counts fp16.")
+        return "f16", "f16"
+    if backend == "ollama":
+        env = inst.get("env") or {}
+        value = str(env.get("OLLAMA_KV_CACHE_TYPE") or "f16").lower()
+        if value not in OLLAMA_CACHE_TYPES:
+            err(
+                "env",
+                "OLLAMA_KV_CACHE_TYPE {}: Ollama accepts {}".format(value, ", ".join(OLLAMA_CACHE_TYPES)),
+            )
+            return "f16", "f16"
+        flash = str(env.get("OLLAMA_FLASH_ATTENTION", "")).lower() in ("1", "true", "yes", "on")
+        if value != "f16" and not flash:
+            warn(
+                f"OLLAMA_KV_CACHE_TYPE {value} takes effect only with OLLAMA_FLASH_ATTENTION=1; without it "
+                "Ollama keeps an f16 cache, and the plan counts that."
+            )
+            return "f16", "f16"
+        return value, value
+    return "f16", "f16"
 
 
 def _params(model):
@@ -347,6 +481,8 @@ def _new_plan(host, inst):
         "api_port": _as_int(inst.get("api_port")),
         "ports": [],
         "ctx_size": None,
+        "cache_type_k": None,
+        "cache_type_v": None,
         "gpu_layers": None,
         "layers": None,
         "device": None,
@@ -737,7 +873,14 @@ def plan_instance(
     if model_ctx and ctx > model_ctx:
         warn(f"context {ctx} is longer than the model's trained context {model_ctx}.")
     plan["ctx_size"] = ctx
-    kv_mib, kv_exact = kv_cache_mib(model, ctx)
+    type_k, type_v = _cache_types(backend, fmt, inst, user_flags, user_lines, err, warn, model)
+    plan["cache_type_k"], plan["cache_type_v"] = type_k, type_v
+    kv_mib, kv_exact = kv_cache_mib(model, ctx, type_k, type_v)
+    slots = _ollama_parallel(inst, err) if backend == "ollama" else 1
+    if slots > 1:
+        # Ollama's runner gets NumCtx x OLLAMA_NUM_PARALLEL tokens of cache (llm/server.go).
+        kv_mib *= slots
+        reasons.append(f"OLLAMA_NUM_PARALLEL {slots}: the KV cache holds {slots} x {ctx} tokens.")
 
     fits = False
     if model:
@@ -1041,8 +1184,10 @@ def _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, er
     }
     if ollama_shared:
         env["OLLAMA_NOPRUNE"] = "1"
-    if inst["ctx_size"]:
-        env["OLLAMA_CONTEXT_LENGTH"] = str(inst["ctx_size"])
+    # Always the planned context: without it Ollama picks one from the GPU's memory,
+    # which is not what the plan counted.
+    if plan.get("ctx_size"):
+        env["OLLAMA_CONTEXT_LENGTH"] = str(plan["ctx_size"])
     devices = [d for d in (gpu or {}).get("devices") or [] if d.get("vendor") == vendor]
     visible = ",".join(str(i) for i in range(len(devices))) or "0"
     if vendor == "nvidia":

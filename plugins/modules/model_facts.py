@@ -113,6 +113,14 @@ models:
     kv_heads:
       description: Key/value heads (equal to C(heads) without grouped-query attention).
       type: int
+    key_length:
+      description:
+        - Size of one key head, when the model says (GGUF C(<arch>.attention.key_length), HF C(head_dim));
+          null means embedding_length / heads.
+      type: int
+    value_length:
+      description: Size of one value head, likewise (GGUF C(<arch>.attention.value_length), HF C(head_dim)).
+      type: int
     embedding_length:
       description: Hidden size.
       type: int

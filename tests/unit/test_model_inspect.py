@@ -883,3 +883,24 @@ def test_gguf_size_label_key_fills_a_size_the_file_name_lacks(tmp_path):
 def test_embedding_architecture_tags_a_gguf_as_embedding(tmp_path):
     r = mi.inspect_path(write_gguf(tmp_path / "model-f16.gguf", arch="nomic-bert", file_type=1)[0])
     assert "embedding" in r["name_tags"]["purpose"]
+
+
+def test_key_and_value_head_sizes_come_from_the_gguf_when_it_has_them(tmp_path):
+    """Gemma-style: 16 heads over 3072 give 192, but the file says 256 (llama.cpp reads
+    <arch>.attention.key_length / value_length over n_embd / n_head, src/llama-model.cpp)."""
+    extra = {
+        "gemma3.attention.key_length": (256, "add_uint32"),
+        "gemma3.attention.value_length": (256, "add_uint32"),
+    }
+    path = write_gguf(tmp_path / "g.gguf", arch="gemma3", embedding_length=3072, head_count=16, extra=extra)[
+        0
+    ]
+    r = mi.inspect_path(path)
+    assert (r["key_length"], r["value_length"]) == (256, 256)
+    plain = mi.inspect_path(write_gguf(tmp_path / "p.gguf")[0])
+    assert (plain["key_length"], plain["value_length"]) == (None, None)
+
+
+def test_hf_head_dim_is_the_key_and_value_head_size(tmp_path):
+    r = mi.inspect_path(write_hf_dir(tmp_path / "q", config={"head_dim": 128}))
+    assert (r["key_length"], r["value_length"]) == (128, 128)

@@ -547,7 +547,8 @@ def test_ollama_env_sets_devices_per_vendor(gpu, expected):
     assert env["OLLAMA_HOST"] == "127.0.0.1:11435"
     assert env["OLLAMA_MODELS"] == sp.DEFAULT_OLLAMA_MODELS_DIR
     assert env["OLLAMA_MAX_LOADED_MODELS"] == "1" and env["OLLAMA_KEEP_ALIVE"] == "-1"
-    assert "OLLAMA_NOPRUNE" not in env and "OLLAMA_CONTEXT_LENGTH" not in env
+    # The planned context, always: Ollama would otherwise pick its own from the VRAM.
+    assert "OLLAMA_NOPRUNE" not in env and env["OLLAMA_CONTEXT_LENGTH"] == str(sp.OLLAMA_DEFAULT_CTX)
     for key, value in expected.items():
         assert env[key] == value
     assert p["flags"] == [] and p["cmd_flags"] == "" and p["loader"] == "ollama"
@@ -928,3 +929,96 @@ def test_purge_must_be_a_boolean():
         {"vendor": "none"},
     )
     assert any("purge" in e for e in plan["errors"])
+
+
+# ---------------------------------------------------------------- KV cache: head sizes and cache types
+
+
+def test_kv_cache_uses_the_models_own_key_and_value_head_sizes():
+    """Per layer and token llama.cpp keeps kv_heads x key_length keys and kv_heads x
+    value_length values (src/llama-hparams.cpp n_embd_k_gqa/n_embd_v_gqa); 3584 / 28 = 128
+    here, and a model that says 256 (Gemma's way) gets twice the cache."""
+    assert sp.kv_cache_mib(gguf(), 8192) == (28 * 8192 * 4 * (128 * 2 + 128 * 2) // MIB, True)
+    wide = gguf(key_length=256, value_length=256)
+    assert sp.kv_cache_mib(wide, 8192)[0] == 2 * sp.kv_cache_mib(gguf(), 8192)[0]
+
+
+def test_quantized_cache_types_are_counted_at_ggml_block_sizes():
+    # q8_0: 34 bytes per 32 elements; q4_0: 18 (ggml/src/ggml-common.h).
+    assert sp.kv_cache_mib(gguf(), 8192, "q8_0", "q8_0")[0] == int(28 * 8192 * 4 * 256 * 34 / 32) // MIB
+    assert (
+        sp.kv_cache_mib(gguf(), 8192, "q8_0", "q4_0")[0] == int(28 * 8192 * 4 * 128 * (34 + 18) / 32) // MIB
+    )
+
+
+def llamacpp_inst(**kw):
+    return inst(backend="llamacpp", api_port=None, port=8081, **kw)
+
+
+def test_llama_server_cache_type_flags_shrink_the_plan_and_are_recorded():
+    f16 = plan(llamacpp_inst(ctx_size=32768))
+    q8 = plan(llamacpp_inst(ctx_size=32768, flags=["-ctk q8_0", "--cache-type-v=q8_0"]))
+    assert (q8["cache_type_k"], q8["cache_type_v"]) == ("q8_0", "q8_0")
+    assert (f16["cache_type_k"], f16["cache_type_v"]) == ("f16", "f16")
+    assert q8["errors"] == [] and q8["estimated_vram_mib"] < f16["estimated_vram_mib"]
+
+
+def test_a_cache_type_llama_server_does_not_accept_is_refused_naming_the_accepted_ones():
+    p = plan(llamacpp_inst(flags=["--cache-type-k q6_0"]))
+    assert (
+        "flags: --cache-type-k q6_0: llama-server accepts f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl"
+        in errors_of(p)
+    )
+
+
+def test_textgen_gguf_cache_type_is_one_its_llama_cpp_loader_passes_on():
+    """v4.7.3's llama.cpp loader hands llama-server only fp16, q8_0 and q4_0
+    (modules/llama_cpp_server.py, mirrored by the stand-in); another value would run as fp16."""
+    ok = plan(inst(flags=["--cache-type q8_0"]))
+    assert ok["errors"] == [] and ok["cache_type_k"] == "q8_0"
+    bad = plan(inst(flags=["--cache-type q6"]))
+    assert (
+        "--cache-type q6: text-generation-webui's llama.cpp loader passes only fp16, q8_0, q4_0"
+        in errors_of(bad)
+    )
+
+
+def test_textgen_exl3_cache_type_uses_exllamav3_spelling():
+    exl3 = hf(name="Qwen2.5-7B-exl3", quantization={"name": "exl3", "bits": 4.0})
+    ok = plan(inst(flags=["--cache-type q4_q8"]), exl3)
+    assert (ok["cache_type_k"], ok["cache_type_v"]) == ("exl3-q4", "exl3-q8")
+    bad = plan(inst(flags=["--cache-type q8_0"]), exl3)
+    assert "ExLlamaV3 takes q2..q8 or qK_qV" in errors_of(bad)
+
+
+def ollama_inst(**env):
+    return inst(backend="ollama", api_port=None, port=11435, ctx_size=32768, env=env)
+
+
+def test_ollama_kv_cache_type_counts_only_with_flash_attention():
+    f16 = plan(ollama_inst())
+    inert = plan(ollama_inst(OLLAMA_KV_CACHE_TYPE="q8_0"))
+    assert inert["cache_type_k"] == "f16" and inert["estimated_vram_mib"] == f16["estimated_vram_mib"]
+    assert any("takes effect only with OLLAMA_FLASH_ATTENTION=1" in w for w in inert["warnings"])
+    on = plan(ollama_inst(OLLAMA_KV_CACHE_TYPE="q8_0", OLLAMA_FLASH_ATTENTION="1"))
+    assert on["cache_type_k"] == "q8_0" and on["estimated_vram_mib"] < f16["estimated_vram_mib"]
+
+
+def test_ollama_kv_cache_type_it_does_not_know_is_refused():
+    p = plan(ollama_inst(OLLAMA_KV_CACHE_TYPE="q5_1", OLLAMA_FLASH_ATTENTION="1"))
+    assert "env: OLLAMA_KV_CACHE_TYPE q5_1: Ollama accepts f16, q8_0, q4_0" in errors_of(p)
+
+
+def test_ollama_parallel_slots_multiply_the_kv_cache():
+    one = plan(ollama_inst())
+    four = plan(ollama_inst(OLLAMA_NUM_PARALLEL="4"))
+    kv = sp.kv_cache_mib(gguf(), 32768)[0]
+    assert four["estimated_vram_mib"] - one["estimated_vram_mib"] == 3 * kv
+    assert four["env"]["OLLAMA_NUM_PARALLEL"] == "4"
+    bad = plan(ollama_inst(OLLAMA_NUM_PARALLEL="many"))
+    assert "env: OLLAMA_NUM_PARALLEL must be a whole number of 1 or more" in errors_of(bad)
+
+
+def test_an_ollama_context_in_env_instead_of_ctx_size_is_refused():
+    p = plan(inst(backend="ollama", api_port=None, port=11435, env={"OLLAMA_CONTEXT_LENGTH": "65536"}))
+    assert "env: OLLAMA_CONTEXT_LENGTH is set by the planner" in errors_of(p)

@@ -194,6 +194,8 @@ def test_ollama_unit_environment(host):
         "OLLAMA_MAX_LOADED_MODELS=1",
         "OLLAMA_KEEP_ALIVE=-1",
         "CUDA_VISIBLE_DEVICES=-1",
+        # The planned context, always set: min(the model's 2048, the planner's 4096).
+        "OLLAMA_CONTEXT_LENGTH=2048",
     ):
         assert expected in env, (expected, env)
 
