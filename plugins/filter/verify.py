@@ -336,6 +336,70 @@ def verify_instance(probe):
     }
 
 
+def verify_units(instances):
+    """The systemd unit of each planned instance: ``<backend>-<name>.service``."""
+    return [
+        "{}-{}.service".format(i.get("backend"), i.get("name"))
+        for i in instances or []
+        if isinstance(i, dict) and i.get("backend") and i.get("name")
+    ]
+
+
+def _over(measured, planned, margin, floor_mib=256):
+    """Whether a measured figure is above the plan by more than ``margin`` (a fraction) and
+    by more than ``floor_mib`` (small instances' noise is not a finding)."""
+    return measured is not None and measured > planned * (1 + margin) and measured - planned > floor_mib
+
+
+def verify_measured(rows, memory, host=None, margin=0.25):
+    """Instances' planned memory against what they use now.
+
+    rows: ``verify_instance`` rows (planned ``estimated_ram_mib``/``estimated_vram_mib``);
+    memory: the ``instance_memory`` module's result (``units``: ram_mib and gpu_mib per
+    unit; ``gpu_processes``). Returns ``{instances, gpus, measured_vram_mib, warnings}``:
+    each row gains ``measured_ram_mib`` and ``measured_vram_mib``; ``gpus`` is one entry per
+    GPU bus id with what the instances and other processes use; a warning names each
+    instance whose measured figure is above its plan by more than ``margin``.
+    """
+    memory = memory or {}
+    units = memory.get("units") or {}
+    measured_rows, warnings = [], []
+    for row in rows or []:
+        row = dict(row)
+        unit = units.get("{}-{}.service".format(row.get("backend"), row.get("name"))) or {}
+        ram = unit.get("ram_mib")
+        vram = sum((unit.get("gpu_mib") or {}).values()) if unit.get("gpu_mib") else (0 if unit else None)
+        row["measured_ram_mib"], row["measured_vram_mib"] = ram, vram
+        label = f"{host}/{row.get('name')}" if host else str(row.get("name"))
+        for what, used, planned in (
+            ("RAM", ram, row.get("estimated_ram_mib")),
+            ("VRAM", vram, row.get("estimated_vram_mib")),
+        ):
+            try:
+                planned = int(planned or 0)
+            except (TypeError, ValueError):
+                continue
+            if _over(used, planned, margin):
+                warnings.append(
+                    f"{label}: uses {used} MiB of {what}, planned {planned} MiB "
+                    f"(more than {round(margin * 100)}% above the plan)"
+                )
+        measured_rows.append(row)
+    gpus = {}
+    for proc in memory.get("gpu_processes") or []:
+        entry = gpus.setdefault(
+            proc.get("bus_id"), {"bus_id": proc.get("bus_id"), "instances_mib": 0, "others_mib": 0}
+        )
+        entry["instances_mib" if proc.get("unit") else "others_mib"] += int(proc.get("mib") or 0)
+    ordered = [gpus[k] for k in sorted(gpus)]
+    return {
+        "instances": measured_rows,
+        "gpus": ordered,
+        "measured_vram_mib": sum(g["instances_mib"] for g in ordered) if ordered else None,
+        "warnings": warnings + list(memory.get("warnings") or []),
+    }
+
+
 def _driver(gpu):
     """The driver state of a report; a report without one has nothing to check."""
     driver = gpu.get("driver") or {}
@@ -420,6 +484,8 @@ class FilterModule:
             "verify_gpu_driver": verify_gpu_driver,
             "verify_refused": verify_refused,
             "verify_instance": verify_instance,
+            "verify_units": verify_units,
+            "verify_measured": verify_measured,
             "verify_problems": verify_problems,
             "verify_lines": verify_lines,
             "verify_bar_percent": verify_bar_percent,

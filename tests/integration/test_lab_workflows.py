@@ -100,6 +100,12 @@ def test_first_converge_leaves_every_instance_serving(converged_runs):
     assert report.rc == 0, report.failure_messages() or report.stdout[-3000:]
     assert (REPO / "reports" / "health.md").exists()
     assert "<table>" in (REPO / "reports" / "health.html").read_text()
+    # What each instance uses now, beside its plan: its unit's memory, as systemd counts it.
+    markdown = (REPO / "reports" / "health.md").read_text()
+    for name in ("tiny", "coder", "chat", "amdchat", "amdcoder"):
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+        planned, used = row.split("|")[7].strip().split(" / ")
+        assert planned.isdigit() and used.isdigit() and int(used) > 0, row
 
 
 def test_second_converge_changes_nothing(converged_runs):

@@ -13,7 +13,8 @@ models, each from the real program:
 - ``nvidia-smi`` alone: the captured default table; ``-L``; ``--version``;
 - ``--query-gpu=FIELDS --format=csv[,noheader][,nounits]``: the columns of the captured
   query row, by field name or its alias (the ``"name" or "gpu_name"`` lines of the
-  captured ``--help-query-gpu``); ``nounits`` drops the unit from each value whose header
+  captured ``--help-query-gpu``); ``--query-compute-apps=FIELDS`` likewise from the
+  captured idle process list (no process: the header alone, or nothing with noheader); ``nounits`` drops the unit from each value whose header
   names one (``81559 MiB`` -> ``81559``) and keeps the header as it is (Quake4/MindMiner
   issue 627 shows such a header); a field the real one does not know gets its message,
   ``Field "x" is not a valid field to query.`` and a blank line on stdout, exit 2
@@ -87,10 +88,22 @@ def fail(message, code=2):
     sys.exit(code)
 
 
+QUERIES = {
+    # option: (the section with its field list, the section with the captured rows)
+    "--query-gpu": ("capabilities :: help-query-gpu", "idle :: query-gpu (csv, what the exporter parses)"),
+    "--query-compute-apps": (
+        "capabilities :: help-query-compute-apps",
+        "idle :: query-compute-apps (per-process)",
+    ),
+}
+
+
 def query(capture, args):
-    fields = formats = None
+    fields = formats = kind = None
     for arg in args:
-        if arg.startswith("--query-gpu="):
+        option = arg.split("=", 1)[0]
+        if option in QUERIES and "=" in arg:
+            kind = option
             fields = arg.split("=", 1)[1].split(",")
         elif arg.startswith("--format="):
             formats = arg.split("=", 1)[1].split(",")
@@ -98,8 +111,9 @@ def query(capture, args):
             fail(f"nvidia-smi stand-in: {arg} is not modelled\n")
     if not formats or "csv" not in formats or set(formats) - {"csv", "noheader", "nounits"}:
         fail("nvidia-smi stand-in: only --format=csv[,noheader][,nounits] is modelled\n")
-    aliases = field_aliases(capture["capabilities :: help-query-gpu"])
-    headers, columns, rows = query_table(capture["idle :: query-gpu (csv, what the exporter parses)"])
+    help_section, rows_section = QUERIES[kind]
+    aliases = field_aliases(capture[help_section])
+    headers, columns, rows = query_table(capture[rows_section])
     index = {name: i for i, (name, _unit) in enumerate(columns)}
     picked = []
     for field in fields:
@@ -118,7 +132,7 @@ def query(capture, args):
                 value = value[: -len(unit) - 1]
             cells.append(value)
         out.append(", ".join(cells))
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("".join(line + "\n" for line in out))
 
 
 def main(argv):
@@ -132,7 +146,7 @@ def main(argv):
         sys.stdout.write(capture["capabilities :: list (-L)"])
     elif argv == ["--version"]:
         sys.stdout.write(capture["capabilities :: version"])
-    elif any(a.startswith("--query-gpu=") for a in argv):
+    elif any(a.split("=", 1)[0] in QUERIES for a in argv):
         query(capture, argv)
     else:
         fail("nvidia-smi stand-in: {} is not modelled\n".format(" ".join(argv)))
