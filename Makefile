@@ -117,9 +117,10 @@ lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/verify.yml
 	$(BIN)/ansible-playbook playbooks/lab_complete.yml
 
-# Inspection speed against gguf's reader, then lab converge ratios (rebuilds the lab).
+# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab).
 bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
+	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_lab.py
 
 lab-down: venv
