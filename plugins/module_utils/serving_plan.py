@@ -28,6 +28,9 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
                         left (fewer layers on the GPU, or the CPU) instead of being refused
   overcommit (false)    plan it as if the GPU and RAM were its alone (the backend may then fail
                         to load it); the plan warns
+  gpus                  the GPUs it may use, by index (PCI order, as nvidia-smi numbers them) or
+                        PCI slot; unset: the first GPU with room for all of it, else every GPU
+                        with room (the backend splits it)
 
 Decision rules (design.md, reference/serving-facts.md):
 - textgen loaders agree with upstream ``infer_loader`` where the host can run them:
@@ -119,6 +122,14 @@ NOT_SERVABLE = {
     "vocab-only": "a vocab-only GGUF holds a tokenizer and no weights",
     "unknown": "the model format is not recognised",
 }
+# The variables that select GPUs, for CUDA and ROCm (set from the ledger's placement).
+DEVICE_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "ROCR_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+)
 OLLAMA_OWNED_ENV = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_MAX_LOADED_MODELS", "OLLAMA_KEEP_ALIVE")
 # llama-server options the planner sets, with the instance variable that sets each.
 LLAMACPP_OWNED_FLAGS = {
@@ -129,6 +140,9 @@ LLAMACPP_OWNED_FLAGS = {
     "--n-gpu-layers": "the planner's GPU offload (from the GPU's memory)",
     "--embedding": "the model's purpose (embedding models get it)",
     "--alias": "the instance's model name",
+    # Device selection is the ledger's: the unit's CUDA/ROCR_VISIBLE_DEVICES.
+    "--device": "gpus (the GPUs the instance may use, by index or PCI slot)",
+    "--main-gpu": "gpus (the GPUs the instance may use, by index or PCI slot)",
 }
 # Options of llama-cpp-python's server (the llamacpp backend before llama-server) and
 # what llama-server calls them (llama_cpp/server/settings.py against common/arg.cpp).
@@ -174,6 +188,7 @@ INSTANCE_DEFAULTS = {
     "purge": False,
     "partial_offload": False,
     "overcommit": False,
+    "gpus": None,
 }
 
 
@@ -483,6 +498,7 @@ def _new_plan(host, inst):
         "ctx_size": None,
         "cache_type_k": None,
         "cache_type_v": None,
+        "gpus": [],
         "gpu_layers": None,
         "layers": None,
         "device": None,
@@ -569,6 +585,12 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
             if not value or value < 1:
                 err(key, f"must be a positive whole number, got {raw!r}")
             out[key] = value
+    if out["gpus"] is not None and (
+        not isinstance(out["gpus"], (list, tuple))
+        or not out["gpus"]
+        or any(_gpu_ref(g) is None for g in out["gpus"])
+    ):
+        err("gpus", "must be a list of GPU indices or PCI slots, e.g. [1] or ['0000:41:00.0']")
     if not isinstance(out["flags"], list) or not all(isinstance(f, str) for f in out["flags"]):
         err("flags", "must be a list of strings, e.g. ['--ctx-size 16384']")
         out["flags"] = []
@@ -1199,7 +1221,9 @@ def _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, er
         env["ROCR_VISIBLE_DEVICES"] = "-1"
         env["HIP_VISIBLE_DEVICES"] = "-1"
     for key, value in sorted(inst["env"].items()):
-        if key in env or key in OLLAMA_OWNED_ENV:
+        if key in DEVICE_ENV:
+            err("env", f"{key} is set by the planner; choose the GPUs with the instance variable gpus")
+        elif key in env or key in OLLAMA_OWNED_ENV:
             err("env", f"{key} is set by the planner; use the instance variables bind, port, ctx_size")
         elif not re.match(r"^[A-Z_][A-Z0-9_]*$", str(key)):
             err("env", f"{key!r} is not an environment variable name")
@@ -1265,8 +1289,7 @@ def plan_host(
     vendor, vram, _ = effective_gpu(gpu)
     gpu_reserve = max(_as_int(gpu_reserve_mib) or 0, 0)
     host_reserve = max(_as_int(host_reserve_mib) or 0, 0)
-    ledger = _Ledger(host, vendor, vram, gpu_reserve, host_mem_mib, host_reserve)
-    card = _gpu_view(gpu, ledger.card_mib) if vendor != "none" and gpu_reserve else gpu
+    ledger = _Ledger(host, vendor, host_gpus(gpu), gpu_reserve, host_mem_mib, host_reserve)
     plans = []
     for inst in instances:
         model = None
@@ -1277,16 +1300,28 @@ def plan_host(
         else:
             shared = False
         rest = (host_mem_mib, host, bind, model_root, ollama_models_dir, shared)
-        plan = plan_instance(inst, model, card, *rest)
         wants = _ledger_wants(inst)
-        if ledger.needs_gpu_room(plan, wants):
+        pin = {"name": inst.get("name") if isinstance(inst, dict) else None, "errors": []}
+        scope = ledger.resolve(pin, wants["gpus"]) if ledger.gpus else None
+        if wants["gpus"] is not None and not ledger.gpus:
+            pin["errors"].append(f"{host}/{pin['name']}: gpus: the host has no GPU the planner places on")
+        # Alone, an instance may use the GPUs it is pinned to, else all of them (less the reserve).
+        if ledger.gpus and (scope is not None or gpu_reserve):
+            view = _gpu_view(gpu, ledger.scope_mib(scope if scope is not None else range(len(ledger.gpus))))
+        else:
+            view = gpu
+        plan = plan_instance(inst, model, view, *rest)
+        plan["errors"].extend(pin["errors"])
+        placed = ledger.choose(plan, scope) if ledger.gpus else []
+        if ledger.needs_gpu_room(plan, wants, placed):
             if wants["partial_offload"]:
                 alone = plan["estimated_vram_mib"]
-                plan = plan_instance(inst, model, _gpu_view(gpu, ledger.free_mib), *rest)
-                ledger.note_partial(plan, alone)
+                plan = plan_instance(inst, model, _gpu_view(gpu, ledger.scope_free(placed)), *rest)
+                plan["errors"].extend(pin["errors"])
+                ledger.note_partial(plan, alone, placed)
             else:
-                ledger.refuse_gpu(plan)
-        ledger.add(plan, wants)
+                ledger.refuse_gpu(plan, placed)
+        ledger.add(plan, wants, placed)
         plans.append(plan)
     host_errors.extend(ledger.errors)
     host_warnings.extend(ledger.warnings)
@@ -1407,28 +1442,78 @@ def _gpu_view(gpu, vram_mib):
 
 
 def _ledger_wants(inst):
-    wants = {"partial_offload": False, "overcommit": False}
+    wants = {"partial_offload": False, "overcommit": False, "gpus": None}
     if isinstance(inst, dict):
-        for key in wants:
+        for key in ("partial_offload", "overcommit"):
             wants[key] = bool(_as_bool(inst.get(key)))
+        pinned = inst.get("gpus")
+        if isinstance(pinned, (list, tuple)) and pinned and all(_gpu_ref(g) is not None for g in pinned):
+            wants["gpus"] = [_gpu_ref(g) for g in pinned]
     return wants
 
 
-class _Ledger:
-    """What a host's GPU and RAM have left, instance after instance (plan_host)."""
+def _gpu_ref(value):
+    """A GPU as an instance names it: its index (0, "1") or its PCI slot ("0000:01:00.0")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if re.match(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$", text.lower()):
+        return text.lower()
+    return None
 
-    def __init__(self, host, vendor, vram, gpu_reserve, host_mem_mib, host_reserve):
+
+def host_gpus(gpu):
+    """The GPUs the ledger places instances on: the chosen vendor's cards in PCI order, each
+    with its index (what CUDA_VISIBLE_DEVICES with CUDA_DEVICE_ORDER=PCI_BUS_ID, or
+    ROCR_VISIBLE_DEVICES, count), PCI slot and VRAM. Integrated GPUs are not placed on (for
+    AMD they keep their index: ROCm enumerates them). Without per-card figures (memory
+    given in inventory, or a card without its driver yet) the total is shared equally."""
+    vendor, vram, _ = effective_gpu(gpu)
+    if vendor == "none":
+        return []
+    devices = [
+        d for d in (gpu or {}).get("devices") or [] if isinstance(d, dict) and d.get("vendor") == vendor
+    ]
+    devices.sort(key=lambda d: str(d.get("pci_slot") or ""))
+    out = []
+    for index, dev in enumerate(devices):
+        if not dev.get("integrated"):
+            out.append(
+                {"index": index, "slot": dev.get("pci_slot"), "vram": _as_int(dev.get("vram_mib")) or 0}
+            )
+    if not out:
+        return [{"index": 0, "slot": None, "vram": vram}]
+    if sum(g["vram"] for g in out) != vram:
+        for g in out:
+            g["vram"] = vram // len(out)
+    return out
+
+
+class _Ledger:
+    """What a host's GPUs and RAM have left, instance after instance (plan_host)."""
+
+    def __init__(self, host, vendor, gpus, gpu_reserve, host_mem_mib, host_reserve):
         self.host = host
         self.vendor = vendor
-        self.vram = vram if vendor != "none" else 0
-        self.gpu_reserve = gpu_reserve if vendor != "none" else 0
-        self.card_mib = max(self.vram - self.gpu_reserve, 0)
-        self.free_mib = self.card_mib
+        self.gpus = gpus if vendor != "none" else []
+        self.vram = sum(g["vram"] for g in self.gpus)
+        self.gpu_reserve = gpu_reserve if self.gpus else 0
+        self.free = [max(g["vram"] - self.gpu_reserve, 0) for g in self.gpus]
+        self.card_mib = sum(self.free)
         self.host_mem_mib = _as_int(host_mem_mib)
         self.host_reserve = host_reserve
         self.ram_free_mib = None if self.host_mem_mib is None else self.host_mem_mib - host_reserve
         self.gpu_entries, self.ram_entries = [], []
+        self.on_gpu = [[] for _ in self.gpus]
         self.errors, self.warnings = [], []
+
+    @property
+    def free_mib(self):
+        return sum(self.free)
 
     @staticmethod
     def _counts(plan):
@@ -1437,63 +1522,131 @@ class _Ledger:
     def _before(self, entries):
         return ", ".join(f"{name} ({mib} MiB)" for name, mib in entries) or "none"
 
-    def _where(self):
-        reserve = f", {self.gpu_reserve} MiB of it reserved (gpu_reserve_mib)" if self.gpu_reserve else ""
+    def scope_free(self, scope):
+        return sum(self.free[i] for i in scope)
+
+    def scope_mib(self, scope):
+        """VRAM the GPUs of a scope offer an instance alone: theirs less the reserve."""
+        return sum(max(self.gpus[i]["vram"] - self.gpu_reserve, 0) for i in scope)
+
+    def _where(self, scope=None):
+        scope = list(range(len(self.gpus))) if scope is None else scope
+        left = max(self.scope_free(scope), 0)
+        if len(self.gpus) <= 1:
+            reserve = f", {self.gpu_reserve} MiB of it reserved (gpu_reserve_mib)" if self.gpu_reserve else ""
+            return (
+                f"the GPU has {self.vram} MiB{reserve}; the instances before it take "
+                f"{self._before(self.gpu_entries)}; {left} MiB is left"
+            )
+        names = ", ".join("{} ({})".format(self.gpus[i]["index"], self.gpus[i]["slot"]) for i in scope)
+        sizes = " + ".join(str(self.gpus[i]["vram"]) for i in scope)
+        reserve = f", {self.gpu_reserve} MiB of each reserved (gpu_reserve_mib)" if self.gpu_reserve else ""
+        before = [e for i in scope for e in self.on_gpu[i]]
         return (
-            f"the GPU has {self.vram} MiB{reserve}; the instances before it take "
-            f"{self._before(self.gpu_entries)}; {max(self.free_mib, 0)} MiB is left"
+            f"GPU{'s' if len(scope) > 1 else ''} {names} ha{'ve' if len(scope) > 1 else 's'} {sizes} MiB"
+            f"{reserve}; the instances before it there take {self._before(before)}; {left} MiB is left"
         )
 
-    def needs_gpu_room(self, plan, wants):
+    def resolve(self, plan, pinned):
+        """Indices into self.gpus of the GPUs an instance is pinned to (``gpus``: an index
+        or a PCI slot each), or None; a GPU the host lacks is an error on the plan."""
+        if pinned is None:
+            return None
+        known = ", ".join("{} = {}".format(g["index"], g["slot"] or "the GPU") for g in self.gpus)
+        scope = []
+        for want in pinned:
+            found = [
+                n
+                for n, g in enumerate(self.gpus)
+                if (isinstance(want, int) and g["index"] == want)
+                or (isinstance(want, str) and g["slot"] == want)
+            ]
+            if not found:
+                msg = "{}/{}: gpus: {} is not a GPU of this host the planner can place on ({})".format(
+                    self.host, plan["name"], want, known or "it has none"
+                )
+                plan["errors"].append(msg)
+                self.errors.append(msg)
+            else:
+                scope.extend(n for n in found if n not in scope)
+        return scope
+
+    def choose(self, plan, scope):
+        """The GPUs an instance goes on: its pinned ones, else the first with room for all of
+        it, else every GPU with room left (the backend splits the layers across them)."""
+        if scope is not None:
+            return scope
+        need = plan["estimated_vram_mib"] or 0
+        for n, free in enumerate(self.free):
+            if free >= need:
+                return [n]
+        return [n for n, free in enumerate(self.free) if free > 0] or list(range(len(self.gpus)))
+
+    def needs_gpu_room(self, plan, wants, scope):
         need = plan["estimated_vram_mib"] or 0
         return (
-            bool(self.vendor != "none" and need and self._counts(plan) and need > self.free_mib)
+            bool(self.gpus and need and self._counts(plan) and need > self.scope_free(scope))
             and not (wants["overcommit"])
         )
 
-    def refuse_gpu(self, plan):
+    def refuse_gpu(self, plan, scope):
         msg = (
             f"{self.host}/{plan['name']}: gpu: it needs about {plan['estimated_vram_mib']} MiB of VRAM and "
-            f"{self._where()}; set partial_offload: true on it to run with what is left (fewer layers on "
+            f"{self._where(scope)}; set partial_offload: true on it to run with what is left (fewer layers on "
             "the GPU, or the CPU), overcommit: true to plan it as if the GPU were its alone, or move it "
             "to another host"
         )
         plan["errors"].append(msg)
         self.errors.append(msg)
 
-    def note_partial(self, plan, alone):
+    def note_partial(self, plan, alone, scope):
         if plan["errors"]:
             # The backend's own refusal speaks of "the GPU"; it is what the others left.
             plan["errors"][:] = [
-                e.replace(f"the GPU has {self.free_mib} MiB", f"{self._where()} (partial_offload)")
+                e.replace(
+                    f"the GPU has {self.scope_free(scope)} MiB", f"{self._where(scope)} (partial_offload)"
+                )
                 for e in plan["errors"]
             ]
             return
         msg = (
-            f"{self.host}/{plan['name']}: it would take about {alone} MiB of VRAM alone, and {self._where()}: "
-            f"planned with what is left (partial_offload): {plan['device'] or 'cpu'}, "
+            f"{self.host}/{plan['name']}: it would take about {alone} MiB of VRAM alone, and "
+            f"{self._where(scope)}: planned with what is left (partial_offload): {plan['device'] or 'cpu'}, "
             f"{plan['estimated_vram_mib']} MiB of VRAM"
         )
         plan["warnings"].append(msg)
         plan["reasons"].append("Warning: " + msg)
         self.warnings.append(msg)
 
-    def add(self, plan, wants):
+    def _take(self, name, need, scope):
+        """Take ``need`` MiB from the scope's GPUs: all from one, or split in proportion to
+        what each has left (llama.cpp's default split follows each device's free memory)."""
+        free = [max(self.free[i], 0) for i in scope]
+        total = sum(free)
+        for k, i in enumerate(scope):
+            share = need if len(scope) == 1 else (need * free[k] // total if total else need // len(scope))
+            self.free[i] -= share
+            self.on_gpu[i].append((name, share))
+
+    def add(self, plan, wants, scope):
         if not self._counts(plan):
             return
         need = plan["estimated_vram_mib"] or 0
-        if need and self.vendor != "none":
-            if wants["overcommit"] and need > self.free_mib:
+        if need and self.gpus:
+            if wants["overcommit"] and need > self.scope_free(scope):
                 msg = (
                     f"{self.host}/{plan['name']}: planned as if the GPU were its alone (overcommit): it "
-                    f"needs about {need} MiB of VRAM and {self._where()}; the instances cannot all be "
+                    f"needs about {need} MiB of VRAM and {self._where(scope)}; the instances cannot all be "
                     "loaded at once"
                 )
                 plan["warnings"].append(msg)
                 plan["reasons"].append("Warning: " + msg)
                 self.warnings.append(msg)
             self.gpu_entries.append((plan["name"], need))
-            self.free_mib -= need
+            self._take(plan["name"], need, scope)
+            plan["gpus"] = [self.gpus[i]["index"] for i in scope]
+            if len(self.gpus) > 1:
+                _select_devices(plan, self.vendor, plan["gpus"])
         ram = plan["estimated_ram_mib"] or 0
         if self.ram_free_mib is not None and ram:
             if ram > self.ram_free_mib:
@@ -1521,6 +1674,16 @@ class _Ledger:
                 "reserve_mib": self.gpu_reserve,
                 "instances": [{"name": n, "mib": m} for n, m in self.gpu_entries],
                 "free_mib": self.free_mib,
+                "gpus": [
+                    {
+                        "index": g["index"],
+                        "slot": g["slot"],
+                        "total_mib": g["vram"],
+                        "instances": [{"name": n, "mib": m} for n, m in self.on_gpu[k]],
+                        "free_mib": self.free[k],
+                    }
+                    for k, g in enumerate(self.gpus)
+                ],
             },
             "ram": {
                 "total_mib": self.host_mem_mib,
@@ -1529,6 +1692,21 @@ class _Ledger:
                 "free_mib": self.ram_free_mib,
             },
         }
+
+
+def _select_devices(plan, vendor, indices):
+    """The device selection each backend reads, for an instance placed on some of a host's
+    GPUs: CUDA's ordinals in PCI order (CUDA_DEVICE_ORDER=PCI_BUS_ID, as nvidia-smi numbers
+    them), ROCm's ROCR_VISIBLE_DEVICES; in the unit's environment for every backend
+    (llama-server and textgen's llama.cpp loader then see only those devices)."""
+    env = dict(plan.get("env") or {})
+    visible = ",".join(str(i) for i in indices)
+    if vendor == "nvidia":
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    elif vendor == "amd":
+        env["ROCR_VISIBLE_DEVICES"] = visible
+    plan["env"] = env
 
 
 def _port_roles(plan):
@@ -1591,4 +1769,10 @@ def ledger_lines(host_plan):
             f"{host_plan.get('host')} {unit} ledger (MiB): {total} total{reserve}; {taken}; "
             f"{part.get('free_mib')} left"
         )
+        cards = part.get("gpus") or [] if what == "gpu" else []
+        for card in cards if len(cards) > 1 else []:
+            taken = ", ".join("{} {}".format(e["name"], e["mib"]) for e in card["instances"]) or "nothing"
+            lines.append(
+                f"  GPU {card['index']} ({card['slot']}): {card['total_mib']} total; {taken}; {card['free_mib']} left"
+            )
     return lines

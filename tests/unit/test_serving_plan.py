@@ -1022,3 +1022,107 @@ def test_ollama_parallel_slots_multiply_the_kv_cache():
 def test_an_ollama_context_in_env_instead_of_ctx_size_is_refused():
     p = plan(inst(backend="ollama", api_port=None, port=11435, env={"OLLAMA_CONTEXT_LENGTH": "65536"}))
     assert "env: OLLAMA_CONTEXT_LENGTH is set by the planner" in errors_of(p)
+
+
+# ---------------------------------------------------------------- several GPUs
+
+
+def two_cards(vram=24564):
+    """Two NVIDIA cards as gpu_facts reports them (PCI order, each with its memory)."""
+    return {
+        "vendor": "nvidia",
+        "total_vram_mib": 2 * vram,
+        "devices": [
+            {"vendor": "nvidia", "pci_slot": "0000:41:00.0", "vram_mib": vram, "driver_loaded": True},
+            {"vendor": "nvidia", "pci_slot": "0000:01:00.0", "vram_mib": vram, "driver_loaded": True},
+        ],
+    }
+
+
+def test_unpinned_instances_go_to_the_first_gpu_with_room_each_with_its_device_selection():
+    hp = host(two_hf(), gpu=two_cards())
+    first, second = hp["instances"]
+    assert hp["errors"] == []
+    assert (first["gpus"], second["gpus"]) == ([0], [1])
+    # CUDA numbers devices fastest first unless told PCI order, the order nvidia-smi uses.
+    assert first["env"] == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0"}
+    assert second["env"] == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1"}
+    per_gpu = hp["ledger"]["gpu"]["gpus"]
+    assert [g["slot"] for g in per_gpu] == ["0000:01:00.0", "0000:41:00.0"]  # PCI order
+    assert [[e["name"] for e in g["instances"]] for g in per_gpu] == [["coder"], ["b"]]
+
+
+def test_a_pinned_instance_goes_where_it_is_pinned_and_is_checked_against_that_gpu_only():
+    hp = host(
+        [inst(model="h", gpus=[1]), inst(name="b", model="h", port=7862, api_port=5020, gpus=[1])],
+        gpu=two_cards(),
+    )
+    first, second = hp["instances"]
+    assert first["gpus"] == [1] and first["errors"] == []
+    (msg,) = second["errors"]
+    assert "ws/b: gpu: it needs about 19479 MiB of VRAM and GPU 1 (0000:41:00.0) has 24564 MiB" in msg
+    assert "the instances before it there take coder (19479 MiB); 5085 MiB is left" in msg
+
+
+def test_a_gpu_is_named_by_index_or_pci_slot_and_one_the_host_lacks_is_refused():
+    by_slot = host([inst(model="h", gpus=["0000:41:00.0"])], gpu=two_cards())
+    assert by_slot["instances"][0]["gpus"] == [1]
+    missing = host([inst(model="h", gpus=[2])], gpu=two_cards())
+    assert (
+        "ws/coder: gpus: 2 is not a GPU of this host the planner can place on "
+        "(0 = 0000:01:00.0, 1 = 0000:41:00.0)" in missing["errors"]
+    )
+    cpu = host([inst(model="m", gpus=[0])], gpu=NONE)
+    assert "ws/coder: gpus: the host has no GPU the planner places on" in cpu["errors"]
+    bad = host([inst(model="m", gpus="first")], gpu=two_cards())
+    assert any("gpus: must be a list of GPU indices or PCI slots" in e for e in bad["errors"])
+
+
+def test_an_instance_no_single_gpu_holds_is_split_across_the_gpus_with_room():
+    """Two 12 GiB cards and the 19.5 GiB fp16 model: llama.cpp-style split over both."""
+    hp = host([inst(model="h")], gpu=two_cards(12288))
+    (p,) = hp["instances"]
+    assert p["errors"] == [] and p["gpus"] == [0, 1]
+    assert p["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+    shares = [g["instances"][0]["mib"] for g in hp["ledger"]["gpu"]["gpus"]]
+    assert sum(shares) >= p["estimated_vram_mib"] - 1 and abs(shares[0] - shares[1]) <= 1
+
+
+def test_an_integrated_gpu_is_not_placed_on_but_keeps_its_rocm_index():
+    apu = {
+        "vendor": "amd",
+        "total_vram_mib": 16368,
+        "devices": [
+            {"vendor": "amd", "pci_slot": "0000:03:00.0", "vram_mib": 16368, "integrated": False},
+            {"vendor": "amd", "pci_slot": "0000:0c:00.0", "vram_mib": 512, "integrated": True},
+        ],
+    }
+    assert [g["index"] for g in sp.host_gpus(apu)] == [0]
+    hp = host([inst(model="m", backend="ollama", api_port=None, port=11435, gpus=[1])], gpu=apu)
+    assert any(
+        "gpus: 1 is not a GPU of this host the planner can place on (0 = 0000:03:00.0)" in e
+        for e in hp["errors"]
+    )
+
+
+def test_one_gpu_hosts_get_no_device_selection():
+    hp = host([inst(model="m", backend="llamacpp", api_port=None, port=8081)])
+    (p,) = hp["instances"]
+    assert p["gpus"] == [0] and p["env"] == {}
+
+
+def test_device_selection_in_flags_or_env_is_refused_for_gpus():
+    llama = plan(llamacpp_inst(flags=["--device CUDA1"]))
+    assert "flags: --device is set by the planner from gpus" in errors_of(llama)
+    ollama = plan(inst(backend="ollama", api_port=None, port=11435, env={"CUDA_VISIBLE_DEVICES": "1"}))
+    assert (
+        "env: CUDA_VISIBLE_DEVICES is set by the planner; choose the GPUs with the instance variable gpus"
+        in errors_of(ollama)
+    )
+
+
+def test_the_plan_table_shows_each_gpu_of_a_host_with_several():
+    hp = host(two_hf(), gpu=two_cards())
+    lines = sp.plan_table(hp)
+    assert "  GPU 0 (0000:01:00.0): 24564 total; coder 19479; 5085 left" in lines
+    assert "  GPU 1 (0000:41:00.0): 24564 total; b 19479; 5085 left" in lines
