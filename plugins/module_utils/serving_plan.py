@@ -1068,7 +1068,14 @@ def _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, 
 
 def _render_textgen(plan, inst, user_lines, host):
     lines = []
-    if plan["model"]:
+    if plan["model"] and plan["loader"] == "Transformers":
+        # Its loader opens Path(f"{model_dir}/{model}") (modules/transformers_loader.py,
+        # load_model_HF): an absolute --model ends up under the model directory and is not
+        # found. The directory that holds the model is --model-dir, its name --model.
+        parent, name = posixpath.split(plan["model"].rstrip("/"))
+        lines.append(textgen_flags.flag_text("--model-dir", [parent or "/"]))
+        lines.append(textgen_flags.flag_text("--model", [name]))
+    elif plan["model"]:
         lines.append(textgen_flags.flag_text("--model", [plan["model"]]))
     if plan["loader"]:
         lines.append(textgen_flags.flag_text("--loader", [plan["loader"]]))

@@ -1126,3 +1126,15 @@ def test_the_plan_table_shows_each_gpu_of_a_host_with_several():
     lines = sp.plan_table(hp)
     assert "  GPU 0 (0000:01:00.0): 24564 total; coder 19479; 5085 left" in lines
     assert "  GPU 1 (0000:41:00.0): 24564 total; b 19479; 5085 left" in lines
+
+
+def test_a_transformers_model_is_given_as_its_directory_and_its_name():
+    """textgen's Transformers loader opens Path(f"{model_dir}/{model}")
+    (modules/transformers_loader.py, load_model_HF): an absolute --model is not found there,
+    so the plan passes the store directory as --model-dir and the model by name. The textgen
+    stand-in does the same (tests/unit/test_standins.py)."""
+    p = plan(inst(model="h"), hf())
+    assert p["loader"] == "Transformers"
+    assert p["flags"][:3] == ["--model-dir /media/data/models", "--model h", "--loader Transformers"]
+    gguf_plan = plan(inst())
+    assert gguf_plan["flags"][0] == "--model /media/data/models/m"  # resolve_model_path takes it as is

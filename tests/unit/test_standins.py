@@ -507,3 +507,34 @@ def _zst(packaged, tmp_path):
     ).stdout
     (tmp_path / "ollama.tar").write_bytes(raw)
     return tarfile.open(tmp_path / "ollama.tar")
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_textgen_standin_finds_a_transformers_model_only_by_name_under_its_model_dir(
+    textgen, tmp_path, absolute
+):
+    """Upstream's Transformers loader opens Path(f'{model_dir}/{model}')
+    (modules/transformers_loader.py, load_model_HF): an absolute --model is not found."""
+    fixtures = pytest.importorskip("fixtures_models")
+    store = tmp_path / "store"
+    fixtures.write_hf_dir(store / "tiny-hf")
+    data = tmp_path / "inst"
+    data.mkdir()
+    api = free_port()
+    model = f"--model {store / 'tiny-hf'}" if absolute else f"--model-dir {store}\n--model tiny-hf"
+    (data / "CMD_FLAGS.txt").write_text(
+        f"{model}\n--loader Transformers\n--api\n--api-port {api}\n--nowebui\n"
+    )
+    proc = subprocess.Popen(
+        [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
+        cwd=textgen,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(api, proc)
+        served = [m["id"] for m in get(f"http://127.0.0.1:{api}/v1/models")["data"]]
+        assert served == ([] if absolute else ["tiny-hf"])
+    finally:
+        proc.terminate()
+        proc.wait(10)

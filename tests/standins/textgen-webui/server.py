@@ -40,6 +40,7 @@ Standard library only.
 
 import json
 import os
+import pathlib
 import shlex
 import signal
 import site
@@ -113,14 +114,18 @@ def build_parser():
 
 
 def resolve_model(args, data_dir):
-    """(name, loader, path) of the ``--model``; (None, None, None) when there is none."""
+    """(name, loader, path) of the ``--model``; (None, None, None) when there is none.
+
+    modules/utils.py resolve_model_path takes an existing path as given, else a name under
+    ``--model-dir``; the Transformers loader does not: it opens
+    ``Path(f'{shared.args.model_dir}/{model_name}')`` (modules/transformers_loader.py,
+    load_model_HF), so an absolute ``--model`` lands under the model directory and is not
+    found there.
+    """
     if not args.model:
         return None, None, None
     model_dir = args.model_dir or os.path.join(data_dir, "models")
     candidate = args.model if os.path.exists(args.model) else os.path.join(model_dir, args.model)
-    if not os.path.exists(candidate):
-        log(f"ERROR: the path to the model does not exist: {candidate}")
-        return None, None, None
     if args.loader:
         loader = args.loader
     elif (
@@ -133,6 +138,11 @@ def resolve_model(args, data_dir):
         loader = "ExLlamav3"
     else:
         loader = "Transformers"
+    if loader == "Transformers":
+        candidate = str(pathlib.Path(f"{model_dir}/{args.model}"))
+    if not os.path.exists(candidate):
+        log(f"ERROR: the path to the model does not exist: {candidate}")
+        return None, None, None
     return args.model, loader, candidate
 
 
