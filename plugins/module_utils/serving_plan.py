@@ -28,6 +28,7 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
                         left (fewer layers on the GPU, or the CPU) instead of being refused
   overcommit (false)    plan it as if the GPU and RAM were its alone (the backend may then fail
                         to load it); the plan warns
+  priority (0)          the ledger places higher priorities first, then in inventory order
   gpus                  the GPUs it may use, by index (PCI order, as nvidia-smi numbers them) or
                         PCI slot; unset: the first GPU with room for all of it, else every GPU
                         with room (the backend splits it)
@@ -189,6 +190,7 @@ INSTANCE_DEFAULTS = {
     "partial_offload": False,
     "overcommit": False,
     "gpus": None,
+    "priority": 0,
 }
 
 
@@ -578,6 +580,10 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
             "api_port",
             "only textgen has a separate API port; {} serves its API on port".format(out["backend"]),
         )
+    if _as_int(out["priority"]) is None or isinstance(out["priority"], bool):
+        err("priority", "must be a whole number (higher is placed first), got {!r}".format(out["priority"]))
+    else:
+        out["priority"] = _as_int(out["priority"])
     for key in ("ctx_size", "ready_timeout"):
         raw = out[key]
         if raw is not None:
@@ -1297,8 +1303,10 @@ def plan_host(
     gpu_reserve = max(_as_int(gpu_reserve_mib) or 0, 0)
     host_reserve = max(_as_int(host_reserve_mib) or 0, 0)
     ledger = _Ledger(host, vendor, host_gpus(gpu), gpu_reserve, host_mem_mib, host_reserve)
-    plans = []
-    for inst in instances:
+    placed_plans = {}
+    # Placed by priority (higher first), then in inventory order; listed in inventory order.
+    for position in sorted(range(len(instances)), key=lambda n: (-_priority(instances[n]), n)):
+        inst = instances[position]
         model = None
         if isinstance(inst, dict):
             path = resolve_model_path(inst.get("model"), model_root)
@@ -1329,7 +1337,8 @@ def plan_host(
             else:
                 ledger.refuse_gpu(plan, placed)
         ledger.add(plan, wants, placed)
-        plans.append(plan)
+        placed_plans[position] = plan
+    plans = [placed_plans[n] for n in range(len(instances))]
     host_errors.extend(ledger.errors)
     host_warnings.extend(ledger.warnings)
 
@@ -1446,6 +1455,11 @@ def _gpu_view(gpu, vram_mib):
     if vram_mib <= MIN_GPU_VRAM_MIB:
         return {"vendor": "none", "total_vram_mib": 0, "devices": []}
     return dict(gpu or {}, total_vram_mib=int(vram_mib))
+
+
+def _priority(inst):
+    value = _as_int(inst.get("priority")) if isinstance(inst, dict) else None
+    return value or 0
 
 
 def _ledger_wants(inst):

@@ -1138,3 +1138,13 @@ def test_a_transformers_model_is_given_as_its_directory_and_its_name():
     assert p["flags"][:3] == ["--model-dir /media/data/models", "--model h", "--loader Transformers"]
     gguf_plan = plan(inst())
     assert gguf_plan["flags"][0] == "--model /media/data/models/m"  # resolve_model_path takes it as is
+
+
+def test_a_higher_priority_is_placed_first_and_the_plans_stay_in_inventory_order():
+    hp = host([inst(model="h"), inst(name="b", model="h", port=7862, api_port=5020, priority=10)])
+    first, second = hp["instances"]
+    assert (first["name"], second["name"]) == ("coder", "b")
+    assert second["errors"] == [] and any("gpu: it needs about" in e for e in first["errors"])
+    assert [e["name"] for e in hp["ledger"]["gpu"]["instances"]] == ["b"]
+    bad = host([inst(priority="high")])
+    assert any("priority: must be a whole number" in e for e in bad["errors"])
