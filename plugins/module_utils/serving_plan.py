@@ -823,6 +823,24 @@ def plan_instance(
             ),
         )
 
+    arch = str(model.get("architecture") or "")
+    if (
+        backend == "llamacpp"
+        and fmt == "gguf"
+        and arch
+        and arch != "clip"
+        and arch not in llama_server_options.ARCHITECTURES
+    ):
+        # llama.cpp loads only the architectures it names (src/llama-arch.cpp); any other
+        # fails with "unknown model architecture" (an image model's GGUF, for one).
+        err(
+            "model",
+            "{} is a GGUF of architecture {!r}, which llama-server {} does not load (it is not a text "
+            "model llama.cpp knows); serve it with a program made for it".format(
+                plan["model"], arch, llama_server_options.LLAMA_SERVER_TAG
+            ),
+        )
+
     # Name tags.
     tags = model.get("name_tags") or {}
     purposes = [p for p in (tags.get("purpose") or []) if p in NON_CHAT_PURPOSES]

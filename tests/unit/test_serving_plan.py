@@ -1,6 +1,7 @@
 """The serving planner: backend, loader, flags, environment, memory fit and refusals."""
 
 import pytest
+from ansible.module_utils import llama_server_options
 from ansible.module_utils import serving_plan as sp
 
 HOST = "ws"
@@ -1148,3 +1149,16 @@ def test_a_higher_priority_is_placed_first_and_the_plans_stay_in_inventory_order
     assert [e["name"] for e in hp["ledger"]["gpu"]["instances"]] == ["b"]
     bad = host([inst(priority="high")])
     assert any("priority: must be a whole number" in e for e in bad["errors"])
+
+
+def test_a_gguf_of_an_architecture_llama_server_does_not_load_is_refused():
+    """llama.cpp loads only the architectures of LLM_ARCH_NAMES (src/llama-arch.cpp, in
+    tools/data/llama-archs-0c1e570.txt); a Flux image model's GGUF is not one."""
+    flux = gguf(architecture="flux", name="flux1-dev")
+    p = plan(llamacpp_inst(), flux)
+    assert (
+        "model: /media/data/models/m is a GGUF of architecture 'flux', which llama-server 0c1e570 does not load"
+        in errors_of(p)
+    )
+    assert plan(llamacpp_inst())["errors"] == []  # qwen2 is one it loads
+    assert "qwen2" in llama_server_options.ARCHITECTURES and "clip" not in llama_server_options.ARCHITECTURES
