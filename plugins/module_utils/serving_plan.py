@@ -343,8 +343,9 @@ def kv_cache_mib(model, ctx, type_k="f16", type_v="f16"):
     if not layers or not ctx or not (emb or model.get("key_length")):
         return 0, False
     if heads and kv_heads:
-        head_k = _as_int(model.get("key_length")) or emb / heads
-        head_v = _as_int(model.get("value_length")) or emb / heads
+        default_head = emb / heads if emb else 0
+        head_k = _as_int(model.get("key_length")) or default_head
+        head_v = _as_int(model.get("value_length")) or default_head
         return _mib(layers * ctx * kv_heads * (head_k * bytes_k + head_v * bytes_v)), True
     return _mib(layers * ctx * emb * (bytes_k + bytes_v)), False  # no GQA information: full attention
 
@@ -1542,7 +1543,6 @@ class _Ledger:
         self.vram = sum(g["vram"] for g in self.gpus)
         self.gpu_reserve = gpu_reserve if self.gpus else 0
         self.free = [max(g["vram"] - self.gpu_reserve, 0) for g in self.gpus]
-        self.card_mib = sum(self.free)
         self.host_mem_mib = _as_int(host_mem_mib)
         self.host_reserve = host_reserve
         self.ram_free_mib = None if self.host_mem_mib is None else self.host_mem_mib - host_reserve

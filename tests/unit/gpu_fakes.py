@@ -12,20 +12,14 @@ import nvidia_smi  # noqa: E402
 # nvidia-smi: the H100 capture, through the nvidia-smi stand-in that prints it
 # (tests/standins/gpu/nvidia_smi.py): the query row gpu_detect asks for, and the table.
 _SMI = nvidia_smi.sections(gpu_samples.NVIDIA_SMI_CAPTURE_H100)
-_HEADERS, _COLUMNS, _ROWS = nvidia_smi.query_table(_SMI["idle :: query-gpu (csv, what the exporter parses)"])
-_INDEX = {name: i for i, (name, _unit) in enumerate(_COLUMNS)}
+QUERY_FIELDS = ["pci.bus_id", "name", "memory.total", "driver_version"]
 
 
 def nvidia_query_row(bus_id=None):
-    """The captured row for gpu_detect's query (csv,noheader,nounits); ``bus_id`` replaces
-    the card's PCI address, for hosts with more than one such card."""
-    cells = []
-    for field in ("pci.bus_id", "name", "memory.total", "driver_version"):
-        value, unit = _ROWS[0][_INDEX[field]], _COLUMNS[_INDEX[field]][1]
-        cells.append(value[: -len(unit) - 1] if unit and value.endswith(" " + unit) else value)
-    if bus_id:
-        cells[0] = bus_id
-    return ", ".join(cells) + "\n"
+    """The captured row for gpu_detect's query (csv,noheader,nounits), as the stand-in
+    answers it; ``bus_id`` replaces the card's PCI address, for hosts with more than one."""
+    row = nvidia_smi.answer(_SMI, "--query-gpu", QUERY_FIELDS, ["csv", "noheader", "nounits"])
+    return row if not bus_id else bus_id + row[row.index(",") :]
 
 
 H100_SLOT = "0000:00:09.0"  # the capture's pci.bus_id, 00000000:00:09.0, as sysfs names it

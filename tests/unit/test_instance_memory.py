@@ -20,16 +20,13 @@ def captured_compute_apps():
     """The capture's processes under load, as `--query-compute-apps=pid,gpu_bus_id,
     used_gpu_memory --format=csv,noheader,nounits` prints them: 11327 (2566 MiB), 11328
     (1542 MiB) and 11345 (15690 MiB) on 00000000:00:09.0."""
-    section = nvidia_smi.sections(gpu_samples.NVIDIA_SMI_CAPTURE_H100)[
-        "load :: query-compute-apps (per-process)"
-    ]
-    _headers, columns, rows = nvidia_smi.query_table(section)
-    index = {name: i for i, (name, _unit) in enumerate(columns)}
-    lines = []
-    for row in rows:
-        used = row[index["used_gpu_memory"]]
-        lines.append(", ".join([row[index["pid"]], row[index["gpu_bus_id"]], used.replace(" MiB", "")]))
-    return "".join(line + "\n" for line in lines)
+    return nvidia_smi.answer(
+        nvidia_smi.sections(gpu_samples.NVIDIA_SMI_CAPTURE_H100),
+        "--query-compute-apps",
+        ["pid", "gpu_bus_id", "used_gpu_memory"],
+        ["csv", "noheader", "nounits"],
+        rows_section="load :: query-compute-apps (per-process)",
+    )
 
 
 SYSTEMCTL = f"Id=llamacpp-big.service\nMemoryCurrent={5 * 1024 * MIB}\n\nId=ollama-chat.service\nMemoryCurrent=[not set]\n"

@@ -149,14 +149,10 @@ def test_textgen_standin_refuses_a_removed_flag_with_exit_2(textgen, tmp_path):
     assert "--use_flash_attention_2" in proc.stderr
 
 
-def test_textgen_standin_serves_the_model_named_in_cmd_flags(textgen, tmp_path):
-    data, model = tmp_path / "inst", tmp_path / "m-Q4_K_M.gguf"
-    data.mkdir()
-    model.write_bytes(b"GGUF")
-    api = free_port()
-    (data / "CMD_FLAGS.txt").write_text(
-        f"# header\n--model {model}\n--api\n--api-port {api}\n--nowebui\n--api-key s3cret\n"
-    )
+@contextlib.contextmanager
+def textgen_serving(textgen, data, api):
+    """The installed stand-in's server.py on ``data`` (its user data directory), until the
+    block ends; it is up once its API port ``api`` accepts connections."""
     proc = subprocess.Popen(
         [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
         cwd=textgen,
@@ -165,6 +161,21 @@ def test_textgen_standin_serves_the_model_named_in_cmd_flags(textgen, tmp_path):
     )
     try:
         wait_port(api, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_textgen_standin_serves_the_model_named_in_cmd_flags(textgen, tmp_path):
+    data, model = tmp_path / "inst", tmp_path / "m-Q4_K_M.gguf"
+    data.mkdir()
+    model.write_bytes(b"GGUF")
+    api = free_port()
+    (data / "CMD_FLAGS.txt").write_text(
+        f"# header\n--model {model}\n--api\n--api-port {api}\n--nowebui\n--api-key s3cret\n"
+    )
+    with textgen_serving(textgen, data, api):
         with pytest.raises(urllib.error.HTTPError):
             get(f"http://127.0.0.1:{api}/v1/models")
         out = get(f"http://127.0.0.1:{api}/v1/models", headers={"Authorization": "Bearer s3cret"})
@@ -178,9 +189,6 @@ def test_textgen_standin_serves_the_model_named_in_cmd_flags(textgen, tmp_path):
                 headers={"Authorization": "Bearer s3cret"},
             )
         assert err.value.code == 500
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_package_standins_fails_naming_the_build_script_without_the_llama_server_archive(tmp_path):
@@ -525,16 +533,6 @@ def test_textgen_standin_finds_a_transformers_model_only_by_name_under_its_model
     (data / "CMD_FLAGS.txt").write_text(
         f"{model}\n--loader Transformers\n--api\n--api-port {api}\n--nowebui\n"
     )
-    proc = subprocess.Popen(
-        [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
-        cwd=textgen,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_port(api, proc)
+    with textgen_serving(textgen, data, api):
         served = [m["id"] for m in get(f"http://127.0.0.1:{api}/v1/models")["data"]]
         assert served == ([] if absolute else ["tiny-hf"])
-    finally:
-        proc.terminate()
-        proc.wait(10)

@@ -32,11 +32,13 @@ test hosts).
 
 import argparse
 import os
-import re
 import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import nvidia_smi  # noqa: E402  (the stand-in beside this file, copied with it)
+
 SAMPLES = os.path.join(os.path.dirname(HERE), "..", "unit", "gpu_samples")
 CAPTURE = "nvidia-smi-capture-h100-80gb-hbm3-590.48.01.txt"
 PROC_SAMPLE = "proc-driver-nvidia-version-580.173.02.txt"
@@ -59,23 +61,28 @@ def sample(name):
 
 
 def captured_card(capture):
-    """The card's identity from the capture's query row: (slot, vendor, device, subsystem
-    vendor, subsystem device, class, driver version)."""
-    match = re.search(r"\n# \$ nvidia-smi --query-gpu=[^\n]*\n#+\n([^\n]*)\n([^\n]*)\n", capture)
-    if not match:
-        raise SystemExit("gpu_sim: no query-gpu section in the capture")
-    row = dict(zip(match.group(1).split(", "), match.group(2).split(", ")))
-    device_id = int(row["pci.device_id"], 16)
-    sub_id = int(row["pci.sub_device_id"], 16)
-    domain, rest = row["pci.bus_id"].split(":", 1)
+    """The card's identity from the capture's query row, read as the stand-in answers it:
+    (slot, vendor, device, subsystem vendor, subsystem device, class, driver version)."""
+    fields = [
+        "pci.bus_id",
+        "pci.device_id",
+        "pci.sub_device_id",
+        "pci.baseClass",
+        "pci.subClass",
+        "driver_version",
+    ]
+    row = nvidia_smi.answer(nvidia_smi.sections(capture), "--query-gpu", fields, ["csv", "noheader"])
+    bus_id, device_id, sub_id, base_class, sub_class, driver = row.splitlines()[0].split(", ")
+    device_id, sub_id = int(device_id, 16), int(sub_id, 16)
+    domain, rest = bus_id.split(":", 1)
     return {
         "slot": f"{int(domain, 16):04x}:{rest.lower()}",
         "vendor": f"0x{device_id & 0xFFFF:04x}",
         "device": f"0x{device_id >> 16:04x}",
         "subsystem_vendor": f"0x{sub_id & 0xFFFF:04x}",
         "subsystem_device": f"0x{sub_id >> 16:04x}",
-        "class": "0x{:02x}{:02x}00".format(int(row["pci.baseClass"], 16), int(row["pci.subClass"], 16)),
-        "driver_version": row["driver_version"],
+        "class": f"0x{int(base_class, 16):02x}{int(sub_class, 16):02x}00",
+        "driver_version": driver,
     }
 
 

@@ -98,8 +98,43 @@ QUERIES = {
 }
 
 
+class Refused(Exception):
+    """What the real nvidia-smi prints on stdout for a query it refuses, and its exit code."""
+
+    def __init__(self, text, code=2):
+        super().__init__(text)
+        self.text, self.code = text, code
+
+
+def answer(capture, kind, fields, formats, rows_section=None):
+    """The text of ``nvidia-smi KIND=FIELDS --format=FORMATS`` from the capture's rows
+    (``rows_section``: another captured section of that query, e.g. the one under load)."""
+    if "csv" not in formats or set(formats) - {"csv", "noheader", "nounits"}:
+        raise Refused("nvidia-smi stand-in: only --format=csv[,noheader][,nounits] is modelled\n")
+    help_section, default_rows = QUERIES[kind]
+    aliases = field_aliases(capture[help_section])
+    headers, columns, rows = query_table(capture[rows_section or default_rows])
+    index = {name: i for i, (name, _unit) in enumerate(columns)}
+    picked = []
+    for field in fields:
+        name = aliases.get(field.strip())
+        if name is None or name not in index:
+            raise Refused(f'Field "{field.strip()}" is not a valid field to query.\n\n')
+        picked.append(index[name])
+    out = [", ".join(headers[i] for i in picked)] if "noheader" not in formats else []
+    for row in rows:
+        cells = []
+        for i in picked:
+            value, unit = row[i], columns[i][1]
+            if "nounits" in formats and unit and value.endswith(" " + unit):
+                value = value[: -len(unit) - 1]
+            cells.append(value)
+        out.append(", ".join(cells))
+    return "".join(line + "\n" for line in out)
+
+
 def query(capture, args):
-    fields = formats = kind = None
+    fields, formats, kind = None, [], None
     for arg in args:
         option = arg.split("=", 1)[0]
         if option in QUERIES and "=" in arg:
@@ -109,30 +144,10 @@ def query(capture, args):
             formats = arg.split("=", 1)[1].split(",")
         else:
             fail(f"nvidia-smi stand-in: {arg} is not modelled\n")
-    if not formats or "csv" not in formats or set(formats) - {"csv", "noheader", "nounits"}:
-        fail("nvidia-smi stand-in: only --format=csv[,noheader][,nounits] is modelled\n")
-    help_section, rows_section = QUERIES[kind]
-    aliases = field_aliases(capture[help_section])
-    headers, columns, rows = query_table(capture[rows_section])
-    index = {name: i for i, (name, _unit) in enumerate(columns)}
-    picked = []
-    for field in fields:
-        name = aliases.get(field.strip())
-        if name is None or name not in index:
-            fail(f'Field "{field.strip()}" is not a valid field to query.\n\n')
-        picked.append(index[name])
-    out = []
-    if "noheader" not in formats:
-        out.append(", ".join(headers[i] for i in picked))
-    for row in rows:
-        cells = []
-        for i in picked:
-            value, unit = row[i], columns[i][1]
-            if "nounits" in formats and unit and value.endswith(" " + unit):
-                value = value[: -len(unit) - 1]
-            cells.append(value)
-        out.append(", ".join(cells))
-    sys.stdout.write("".join(line + "\n" for line in out))
+    try:
+        sys.stdout.write(answer(capture, kind, fields, formats))
+    except Refused as refused:
+        fail(refused.text, refused.code)
 
 
 def main(argv):
