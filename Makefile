@@ -16,7 +16,9 @@ SCENARIOS ?= default nfs gpu instances
 # Each step of `make test` is timed (tests/lib/timed.sh); the summary is printed at the end.
 export AILAB_TEST_TIMES ?= $(abspath .cache/test-times.tsv)
 TIMED := tests/lib/timed.sh
-LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(shell sed -n 's/^llamacpp_server_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/llamacpp_server/defaults/main.yml)-bin-ubuntu-x64.tar.gz
+LLAMA_SERVER_TAG = $(shell sed -n 's/^llamacpp_server_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/llamacpp_server/defaults/main.yml)
+LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(LLAMA_SERVER_TAG)-bin-ubuntu-x64.tar.gz
+LLAMA_SERVER_SOURCE = $(AILAB_CACHE)/llama-server/llama.cpp-$(LLAMA_SERVER_TAG).tar.gz
 
 .PHONY: test-times-start help venv host-tools vm-host-tools images artifacts vm-image prebuild lint test test-unit test-molecule test-integration test-vm test-tiers test-containers test-vm-beside bench lab lab-down clean
 
@@ -26,7 +28,7 @@ help:
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
 	@echo "make test-vm   VM tier (QEMU): kernel NFS from a fresh OS, a boot with the server down"
-	@echo "make bench     inspection and lab converge benchmarks"
+	@echo "make bench     inspection, planning, lab converge and llama-server benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +48,9 @@ images: host-tools
 # $(AILAB_CACHE): the tiny real GGUF, llama.cpp's llama-server packed like upstream's
 # release archive (minutes the first time), the packaged textgen and Ollama stand-ins.
 artifacts: venv
-	$(TIMED) "artifact: tiny GGUF" "test -f $(AILAB_CACHE)/models/tiny-llama-F32.gguf" -- \
-	  $(BIN)/python tests/fixtures/make_tiny_gguf.py >/dev/null
-	$(TIMED) "artifact: llama-server" "test -f $(LLAMA_SERVER_ARCHIVE).sha256" -- \
+	$(TIMED) "artifact: tiny GGUF" "test -f $(AILAB_CACHE)/models/tiny-llama-F32.gguf -a -f $(AILAB_CACHE)/models/tiny-bert-F32.gguf" -- \
+	  sh -c '$(BIN)/python tests/fixtures/make_tiny_gguf.py && $(BIN)/python tests/fixtures/make_tiny_bert_gguf.py' >/dev/null
+	$(TIMED) "artifact: llama-server" "test -f $(LLAMA_SERVER_ARCHIVE).sha256 -a -f $(LLAMA_SERVER_SOURCE).sha256" -- \
 	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_llama_server.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
 
@@ -122,6 +124,7 @@ bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_lab.py
+	$(BIN)/python benchmarks/bench_llama_server.py
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml

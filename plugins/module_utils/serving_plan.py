@@ -12,7 +12,7 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
   port (required)       the UI port (textgen) or the server port (ollama, llamacpp)
   api_port              required for textgen (its OpenAI API); not allowed elsewhere
   flags ([])            textgen: extra flags checked against the pinned flag table;
-                        llamacpp: extra llama_cpp.server flags; ollama: none (use env)
+                        llamacpp: extra llama-server flags; ollama: none (use env)
   env ({})              ollama only: extra OLLAMA_* variables (not the ones the planner sets)
   ctx_size              context length; default min(model context, 8192), Ollama 4096
   load_in_4bit (false)  allow bitsandbytes 4-bit (NVIDIA) when fp16 weights do not fit
@@ -20,7 +20,8 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
   allow_non_chat (false)     allow an embedding/rerank/guard/tts/stt model on textgen
   ollama_model          the name the model gets in Ollama (default: the instance name)
   ollama_models_dir     OLLAMA_MODELS (default: the planner's ``ollama_models_dir``)
-  api_key               textgen --api-key; kept out of the plan (``api_key_set`` says if set)
+  api_key               textgen --api-key, llama-server --api-key-file (Ollama has none: refused);
+                        kept out of the plan (``api_key_set`` says if set)
   bind                  the address to listen on (default: the planner's ``bind``)
   ready_timeout (600)   seconds the role waits for the API to list the model
   state (present)       present | absent
@@ -144,7 +145,15 @@ LLAMACPP_OWNED_FLAGS = {
     # Device selection is the ledger's: the unit's CUDA/ROCR_VISIBLE_DEVICES.
     "--device": "gpus (the GPUs the instance may use, by index or PCI slot)",
     "--main-gpu": "gpus (the GPUs the instance may use, by index or PCI slot)",
+    # The role writes api_key to a 0600 file beside the instance and passes --api-key-file.
+    "--api-key": "api_key (written to a 0600 file the unit passes as --api-key-file)",
+    "--api-key-file": "api_key (written to a 0600 file the unit passes as --api-key-file)",
 }
+# An API key travels as an HTTP header (Authorization: Bearer <key>), one line of
+# llama-server's --api-key-file (common/arg.cpp: one key per line, a line starting with
+# '#' is a comment) and a shell-quoted word of textgen's CMD_FLAGS.txt: printable ASCII
+# without spaces carries through all three unchanged.
+API_KEY_RE = re.compile(r"[!-~]{1,512}")
 # Options of llama-cpp-python's server (the llamacpp backend before llama-server) and
 # what llama-server calls them (llama_cpp/server/settings.py against common/arg.cpp).
 LLAMACPP_PYTHON_RENAMED = {
@@ -606,6 +615,26 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
         out["env"] = {}
     if out["env"] and out["backend"] != "ollama":
         err("env", "only applies to the ollama backend")
+    key = out["api_key"]
+    if key is not None and key != "":
+        # Never echo the key itself: it is a secret.
+        if not isinstance(key, str) or not API_KEY_RE.fullmatch(key):
+            err(
+                "api_key",
+                "must be 1-512 printable ASCII characters without spaces (it is sent as an HTTP "
+                "header and written as one line of a key file); the value is not shown",
+            )
+        elif out["backend"] == "llamacpp" and key.startswith("#"):
+            err(
+                "api_key",
+                "must not start with '#': llama-server's --api-key-file reads such a line as a comment",
+            )
+        if out["backend"] == "ollama":
+            err(
+                "api_key",
+                "Ollama's server has no API key check (its maintainers point to a proxy in front); "
+                "remove api_key from this instance or serve the model with llamacpp or textgen",
+            )
     if out["bind"] is None:
         out["bind"] = bind
     if not isinstance(out["bind"], str) or not out["bind"] or any(c in out["bind"] for c in " #/\n"):
@@ -1216,6 +1245,14 @@ def _render_llamacpp(plan, inst, user_lines, purposes):
     args = []
     for flag, value in pairs:
         args.extend([flag, value])
+    # Prometheus metrics on /metrics (behind the API key when the instance has one); a
+    # --metrics among the user's flags is not repeated.
+    metrics = [] if any(line.split()[:1] == ["--metrics"] for line in user_lines) else ["--metrics"]
+    args.extend(metrics)
+    if inst.get("api_key"):
+        plan["reasons"].append(
+            "API key: written to a 0600 file in the instance's directory, passed as --api-key-file."
+        )
     if "embedding" in purposes:
         args.append("--embedding")
         plan["reasons"].append("Embedding model: llama-server runs with --embedding (/v1/embeddings).")
@@ -1223,7 +1260,10 @@ def _render_llamacpp(plan, inst, user_lines, purposes):
         args.extend(line.split())
     plan["args"] = args
     plan["flags"] = (
-        [f"{f} {v}" for f, v in pairs] + (["--embedding"] if "--embedding" in args else []) + list(user_lines)
+        [f"{f} {v}" for f, v in pairs]
+        + metrics
+        + (["--embedding"] if "--embedding" in args else [])
+        + list(user_lines)
     )
     plan["ports"] = [inst["port"]] if inst["port"] else []
 

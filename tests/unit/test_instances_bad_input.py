@@ -184,6 +184,15 @@ CASES = {
         [llamacpp(flags=["--n_threads 4"])],
         r"case\d+/llm: flags: --n_threads is llama-cpp-python's option; llama-server 0c1e570 takes --threads",
     ),
+    # Sent as an HTTP header and one line of llama-server's --api-key-file.
+    "api_key with a space": (
+        [llamacpp(api_key="two words")],
+        r"case\d+/llm: api_key: must be 1-512 printable ASCII characters without spaces",
+    ),
+    "api_key on ollama": (
+        [{"name": "chat", "backend": "ollama", "model": "small-Q4_K_M.gguf", "port": 17434, "api_key": "k"}],
+        r"case\d+/chat: api_key: Ollama's server has no API key check",
+    ),
     "textgen without api_port": (
         [{"name": "coder", "backend": "textgen", "model": "small-Q4_K_M.gguf", "port": 17861}],
         r"case\d+/coder: api_port: is required for textgen",
@@ -196,6 +205,22 @@ HOST_VARS = {
     "nosum": {"llamacpp_server_archive_sha256": ""},
     "badsum": {"llamacpp_server_archive_sha256": "0" * 64},
     "gpubuild": {"llamacpp_server_variant": "cuda"},
+    # A source build: the (stand-in) archive is checked like a release archive.
+    "srcnosum": {
+        "llamacpp_server_install": "source",
+        "llamacpp_server_source": "{{ llamacpp_server_archive }}",
+    },
+    "srcbadsum": {
+        "llamacpp_server_install": "source",
+        "llamacpp_server_source": "{{ llamacpp_server_archive }}",
+        "llamacpp_server_source_sha256": "0" * 64,
+    },
+    "srctargets": {
+        "llamacpp_server_install": "source",
+        "llamacpp_server_source": "{{ llamacpp_server_archive }}",
+        "llamacpp_server_source_sha256": "{{ llamacpp_server_archive_sha256 }}",
+        "llamacpp_server_gpu_targets": ["gfx1100; rm -rf /"],
+    },
     # The default build is the CPU one: on a GPU host it would ignore --n-gpu-layers.
     "cpubuild": {"gpu_vendor": "nvidia", "gpu_vram_mib": 24576},
     # 8192 MiB less 1024 reserved; each instance plans about 3.1 GiB (an 80-layer model's KV
@@ -213,6 +238,9 @@ HOST_VAR_CASES = {
     "nosum": r"nosum: llamacpp_server_install is archive, so llamacpp_server_archive .* and\s+llamacpp_server_archive_sha256 \(64 hex digits\) are required",
     "badsum": r"badsum: llamacpp_server_archive \S+ has sha256 [0-9a-f]{64}, not llamacpp_server_archive_sha256 0{64}",
     "gpubuild": r"gpubuild: llamacpp_server_variant is cuda, a build for nvidia GPUs, but the plan for this host uses\s+none",
+    "srcnosum": r"srcnosum: llamacpp_server_install is source, so llamacpp_server_source .* and\s+llamacpp_server_source_sha256 \(64 hex digits\) are required",
+    "srcbadsum": r"srcbadsum: llamacpp_server_source \S+ has sha256 [0-9a-f]{64}, not llamacpp_server_source_sha256 0{64}",
+    "srctargets": r"srctargets: llamacpp_server_install is source, .* targets \['gfx1100; rm -rf /'\]",
     "overcommit": r"overcommit/llm2: gpu: it needs about \d+ MiB of VRAM and the GPU has 8192 MiB, 2048 MiB of it\s+reserved \(gpu_reserve_mib\); the instances before it take llm \(\d+ MiB\)",
     "cpubuild": r"cpubuild: llamacpp_server_variant is cpu, a build without GPU support, but the plan puts\s+llm on the\s+NVIDIA GPU; install a build\s+for it \(llamacpp_server_variant:\s+cuda\s",
 }

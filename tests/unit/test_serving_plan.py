@@ -442,6 +442,51 @@ def test_api_key_is_kept_out_of_the_plan():
     assert "s3cret" not in repr(p)
 
 
+def test_llamacpp_api_key_goes_to_a_key_file_and_stays_out_of_the_plan():
+    p = plan(inst(backend="llamacpp", api_port=None, api_key="s3cret-key"))
+    assert p["errors"] == [] and p["api_key_set"] is True
+    assert "s3cret-key" not in repr(p)
+    assert any("--api-key-file" in r for r in p["reasons"])
+    # The role passes the key file; a key on the command line would show in ps.
+    for flag in ("--api-key k", "--api-key-file /k"):
+        bad = plan(inst(backend="llamacpp", api_port=None, flags=[flag]))
+        assert f"{flag.split()[0]} is set by the planner from api_key" in errors_of(bad)
+
+
+@pytest.mark.parametrize(
+    "backend, key, message",
+    [
+        # Sent as "Authorization: Bearer <key>" and written as one line of a file.
+        ("llamacpp", "two words", "printable ASCII characters without spaces"),
+        ("textgen", "line\nbreak", "printable ASCII characters without spaces"),
+        ("textgen", "clé", "printable ASCII characters without spaces"),
+        ("llamacpp", "x" * 513, "1-512"),
+        # common/arg.cpp (--api-key-file): a line starting with '#' is a comment, not a key.
+        ("llamacpp", "#secret", "must not start with '#'"),
+        # Ollama's server checks no key (ollama/ollama#1053, #8536: "use a proxy").
+        ("ollama", "s3cret", "Ollama's server has no API key check"),
+    ],
+)
+def test_api_keys_that_cannot_be_carried_are_refused_without_showing_them(backend, key, message):
+    extra = {"api_port": None} if backend != "textgen" else {}
+    p = plan(inst(backend=backend, api_key=key, **extra))
+    assert message in errors_of(p)
+    assert "coder: api_key:" in errors_of(p)
+    if len(key) > 3:
+        assert key not in errors_of(p)
+
+
+def test_a_textgen_key_may_start_with_a_hash_it_is_a_quoted_word_there():
+    assert plan(inst(api_key="#s3cret"))["errors"] == []
+
+
+def test_llamacpp_serves_metrics_once_even_when_the_user_asks_too():
+    p = plan(inst(backend="llamacpp", api_port=None))
+    assert p["args"].count("--metrics") == 1 and "--metrics" in p["flags"]
+    q = plan(inst(backend="llamacpp", api_port=None, flags=["--metrics"]))
+    assert q["errors"] == [] and q["args"].count("--metrics") == 1
+
+
 def test_non_chat_model_allowed_with_allow_non_chat_gives_a_warning():
     p = plan(inst(allow_non_chat=True), gguf(name_tags={"purpose": ["embedding"]}))
     assert p["errors"] == [] and any("embedding" in w for w in p["warnings"])
@@ -477,6 +522,7 @@ def test_llamacpp_args_are_the_llama_server_command_line():
         "29",
         "--alias",
         "m",
+        "--metrics",
     ]
     assert p["cmd_flags"] == "" and p["env"] == {} and p["ports"] == [8080]
 
@@ -502,6 +548,7 @@ def test_llamacpp_extra_flags_pass_through_but_owned_ones_are_refused():
     ok = plan(inst(backend="llamacpp", api_port=None, flags=["--threads 8", "--metrics", "-fa on"]))
     assert ok["errors"] == []
     assert ok["args"][-5:] == ["--threads", "8", "--metrics", "-fa", "on"]
+    assert ok["args"].count("--metrics") == 1
     bad = plan(inst(backend="llamacpp", api_port=None, flags=["--port 1"]))
     assert "--port is set by the planner" in errors_of(bad)
     # Any spelling of an owned option is refused: -c is --ctx-size, -ngl is --n-gpu-layers.

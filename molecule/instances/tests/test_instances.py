@@ -11,7 +11,9 @@ import re
 import pytest
 
 MODEL = "/media/data/models/tiny-llama-F32.gguf"
-UNITS = ["llamacpp-llm", "llamacpp-llm2", "ollama-chat", "textgen-coder"]
+BERT = "/media/data/models/tiny-bert-F32.gguf"
+UNITS = ["llamacpp-llm", "llamacpp-llm2", "llamacpp-embed", "ollama-chat", "textgen-coder"]
+LLM2_KEY = "-H 'Authorization: Bearer llm2-test-key'"
 
 
 def addr(host):
@@ -66,14 +68,46 @@ def test_llamacpp_lists_its_model(host):
     assert [m["id"] for m in out["data"]] == [MODEL.rsplit("/", 1)[1]]
 
 
-def test_llamacpp_is_upstream_llama_server_from_the_release_archive(host):
+def test_llamacpp_was_first_installed_from_the_release_archive(host):
+    build = record(host, "before-source")["build"]
+    assert build["install"] == "archive" and build["variant"] == "cpu" and len(build["sha256"]) == 64
+    assert build["binary"] == "/opt/llama-server/llama-0c1e570-cpu/llama-server"
+
+
+def test_llamacpp_runs_the_llama_server_built_on_the_host_from_source(host):
     unit = host.file("/etc/systemd/system/llamacpp-llm.service").content_string
     assert "ExecStart=/opt/llama-server/llama-0c1e570-cpu/llama-server --model " + MODEL in unit
     build = json.loads(host.file("/opt/llama-server/build.json").content_string)
-    assert build["install"] == "archive" and build["variant"] == "cpu" and len(build["sha256"]) == 64
+    assert build["install"] == "source" and build["variant"] == "cpu"
+    assert (
+        "-DGGML_NATIVE=OFF" in build["cmake_args"] and "-DLLAMA_BUILD_COMMIT=0c1e570" in build["cmake_args"]
+    )
+    assert build["sha256"] != record(host, "before-source")["build"]["sha256"]
     out = host.run("/opt/llama-server/llama-0c1e570-cpu/llama-server --version")
     assert out.rc == 0 and "commit 0c1e570" in out.stdout + out.stderr
+    # Installed in the release archive's layout: the server with its libraries, RPATH $ORIGIN.
+    files = host.run("ls /opt/llama-server/llama-0c1e570-cpu").stdout.split()
+    assert "llama-server" in files and "libllama.so" in " ".join(files)
+    # The source and the build tree are gone; only the record and the one build remain.
     assert host.run("ls /opt/llama-server").stdout.split() == ["build.json", "llama-0c1e570-cpu"]
+
+
+def test_source_build_restarted_only_the_llamacpp_instances(host):
+    before = pids(record(host, "before-source")["pids"])
+    after = record(host, "after-source")
+    now = pids(after["pids"])
+    for unit, pid in before.items():
+        assert pid and now[unit], unit
+        if unit.startswith("llamacpp-"):
+            assert now[unit] != pid, unit
+        else:
+            assert now[unit] == pid, unit
+    print(
+        "source build converge took %.1f s" % (after["end"] - record(host, "before-source")["start"]),
+        "; completion:",
+        repr(after["completion"]["choices"][0]["text"]),
+    )
+    assert after["completion"]["usage"]["completion_tokens"] > 0
 
 
 def test_llamacpp_health_is_ok(host):
@@ -83,9 +117,57 @@ def test_llamacpp_health_is_ok(host):
 def test_instances_bind_the_lab_address_not_all_addresses(host):
     listening = host.run("ss -Htln").stdout
     ip = addr(host)
-    for port in (8101, 8102, 11435, 7861, 5010):
+    for port in (8101, 8102, 8103, 11435, 7861, 5010):
         assert f"{ip}:{port} " in listening, (port, listening)
         assert f"0.0.0.0:{port} " not in listening
+
+
+def status_of(host, *args):
+    return host.check_output("curl -s -o /dev/null -w '%{http_code}' --max-time 30 " + " ".join(args))
+
+
+def test_llamacpp_embedding_instance_answers_embeddings(host):
+    # The planner adds --embedding for a BERT GGUF (an embedding architecture); the real
+    # llama-server pools the tiny BERT's 64-wide output into one vector per input.
+    unit = host.file("/etc/systemd/system/llamacpp-embed.service").content_string
+    assert f"--model {BERT} " in unit and " --embedding" in unit
+    out = json.loads(
+        curl(
+            host,
+            "-H 'Content-Type: application/json'",
+            '-d \'{"input": "hello world", "model": "tiny-bert-F32.gguf"}\'',
+            f"http://{addr(host)}:8103/v1/embeddings",
+        )
+    )
+    vector = out["data"][0]["embedding"]
+    assert len(vector) == 64 and all(isinstance(v, float) for v in vector)
+    assert out["usage"]["prompt_tokens"] > 0
+
+
+def test_llamacpp_serves_prometheus_metrics(host):
+    text = curl(host, f"http://{addr(host)}:8101/metrics")
+    # tools/server/server-context.cpp names every metric llamacpp:<name>.
+    assert "# TYPE llamacpp:prompt_tokens_total counter" in text
+    assert re.search(r"^llamacpp:n_decode_total \d+", text, re.M)
+
+
+def test_llamacpp_api_key_is_required_and_kept_in_a_private_file(host):
+    ip = addr(host)
+    # tools/server/server-http.cpp: /health is public; every other path needs the key.
+    assert status_of(host, f"http://{ip}:8102/health") == "200"
+    assert status_of(host, f"http://{ip}:8102/v1/models") == "401"
+    assert status_of(host, "-H 'Authorization: Bearer wrong'", f"http://{ip}:8102/v1/models") == "401"
+    assert status_of(host, "-H 'Authorization: Bearer wrong'", f"http://{ip}:8102/metrics") == "401"
+    assert status_of(host, LLM2_KEY, f"http://{ip}:8102/v1/models") == "200"
+    assert "llamacpp:" in curl(host, LLM2_KEY, f"http://{ip}:8102/metrics")
+    key = host.file("/var/lib/llamacpp/llm2/api-key")
+    assert (key.mode, key.user, key.group) == (0o600, "llamacpp", "llamacpp")
+    # The key is in the file, never on the command line (ps shows the command line).
+    assert "llm2-test-key" not in host.file("/etc/systemd/system/llamacpp-llm2.service").content_string
+    assert "llm2-test-key" not in host.check_output("ps -eo args")
+    assert "--api-key-file /var/lib/llamacpp/llm2/api-key" in host.check_output("ps -eo args")
+    # An instance without a key has no key file and answers without one.
+    assert not host.file("/var/lib/llamacpp/llm/api-key").exists
 
 
 KEY = "-H 'Authorization: Bearer standin-test-key'"
