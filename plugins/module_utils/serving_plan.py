@@ -65,10 +65,13 @@ Decision rules (design.md, reference/serving-facts.md):
   KV cache bytes = layers x ctx x kv_heads x (key_length x bytes_k + value_length x
   bytes_v); key/value_length from the model, else embedding_length / heads; bytes per
   element from the cache type (``KV_CACHE_BYTES``; f16 unless the instance sets one).
-  RAM besides weights: 1024 for llama.cpp servers and Ollama, 2048 for Transformers.
+  RAM besides weights: 1024 for llama.cpp servers and Ollama, 2048 for Transformers;
+  llama-server (llamacpp backend) adds its prompt cache, --cache-ram: one context's KV
+  cache (at most upstream's 8192) unless flags give it.
 """
 
 import difflib
+import math
 import os
 import posixpath
 import re
@@ -98,6 +101,12 @@ GGUF_COMPUTE_BUFFER_MIB = 512
 HF_OVERHEAD_FACTOR = 1.2
 HF_OVERHEAD_MIB = 2048
 LLAMA_PROCESS_RAM_MIB = 1024
+# llama-server's prompt cache in host RAM: common/common.h cache_ram_mib = 8192 (-1 no
+# limit, 0 off); tools/server/server-task.cpp evicts saved prompts while the cache would
+# exceed it, so it can grow to that limit. The planner caps it at one full context's KV
+# cache (--cache-ram) and counts it in the host's RAM.
+LLAMA_CACHE_RAM_DEFAULT_MIB = 8192
+CACHE_RAM_FLAGS = ("--cache-ram", "-cram")
 TORCH_PROCESS_RAM_MIB = 2048
 DEFAULT_CTX = 8192
 OLLAMA_DEFAULT_CTX = 4096
@@ -516,6 +525,8 @@ def _new_plan(host, inst):
         "device": None,
         "estimated_vram_mib": 0,
         "estimated_ram_mib": 0,
+        # llama-server's prompt cache limit in MiB (llamacpp backend), counted in the RAM.
+        "cache_ram_mib": None,
         "fits": False,
         "ready_timeout": inst.get("ready_timeout", 600),
         "api_key_set": bool(inst.get("api_key")),
@@ -958,6 +969,9 @@ def plan_instance(
         kv_mib *= slots
         reasons.append(f"OLLAMA_NUM_PARALLEL {slots}: the KV cache holds {slots} x {ctx} tokens.")
 
+    if backend == "llamacpp" and fmt == "gguf":
+        _llamacpp_cache_ram(plan, user_lines, kv_mib, err)
+
     fits = False
     if model:
         if fmt == "gguf":
@@ -979,6 +993,34 @@ def plan_instance(
     return plan
 
 
+def _llamacpp_cache_ram(plan, user_lines, kv_mib, err):
+    """llama-server's prompt cache limit: the user's --cache-ram, else one context's KV
+    cache (at most upstream's 8192 MiB); sets ``cache_ram_mib`` and ``cache_ram_flag``."""
+    given = _flag_values(user_lines, ("--cache-ram", "-cram"))
+    plan["cache_ram_flag"] = not given
+    if given:
+        value = _as_int(given[-1])
+        if value is None or value < 0:
+            err(
+                "flags",
+                f"--cache-ram {given[-1]}: give the prompt cache's limit in MiB (0 turns it off); "
+                "without a limit it can take any amount of the host's RAM, which cannot be planned",
+            )
+            value = 0
+        plan["cache_ram_mib"] = value
+    else:
+        plan["cache_ram_mib"] = min(LLAMA_CACHE_RAM_DEFAULT_MIB, max(1, int(math.ceil(kv_mib))))
+    if plan["cache_ram_mib"]:
+        plan["reasons"].append(
+            "Prompt cache: up to {} MiB of RAM ({}).".format(
+                plan["cache_ram_mib"],
+                "--cache-ram in flags"
+                if given
+                else "--cache-ram, one context's KV cache; upstream's default is 8192",
+            )
+        )
+
+
 def _plan_gguf(plan, model, backend, vendor, vram, kv_mib, kv_exact, forced, host_mem_mib, err):
     if backend == "textgen":
         plan["loader"] = "llama.cpp"
@@ -987,7 +1029,8 @@ def _plan_gguf(plan, model, backend, vendor, vram, kv_mib, kv_exact, forced, hos
         plan["loader"] = "llama-server"
     else:
         plan["loader"] = "ollama"
-    _gguf_memory(plan, model, vendor, vram, kv_mib, kv_exact, forced, LLAMA_PROCESS_RAM_MIB)
+    process_ram = LLAMA_PROCESS_RAM_MIB + (plan.get("cache_ram_mib") or 0)
+    _gguf_memory(plan, model, vendor, vram, kv_mib, kv_exact, forced, process_ram)
     if backend == "ollama":
         plan["reasons"].append(
             "Ollama chooses the GPU layer split itself; the estimate above is what should fit."
@@ -1242,6 +1285,8 @@ def _render_llamacpp(plan, inst, user_lines, purposes):
         # /v1/models lists this name, the one readiness and clients look for.
         ("--alias", os.path.basename(plan["model"])),
     ]
+    if plan.get("cache_ram_mib") is not None and not _flag_values(user_lines, CACHE_RAM_FLAGS):
+        pairs.append(("--cache-ram", str(plan["cache_ram_mib"])))
     args = []
     for flag, value in pairs:
         args.extend([flag, value])

@@ -1,5 +1,7 @@
 """The serving planner: backend, loader, flags, environment, memory fit and refusals."""
 
+import math
+
 import pytest
 from ansible.module_utils import llama_server_options
 from ansible.module_utils import serving_plan as sp
@@ -480,6 +482,27 @@ def test_a_textgen_key_may_start_with_a_hash_it_is_a_quoted_word_there():
     assert plan(inst(api_key="#s3cret"))["errors"] == []
 
 
+def test_llamacpp_prompt_cache_is_capped_at_one_context_and_counted_in_ram():
+    # common/common.h: cache_ram_mib = 8192 by default; server-task.cpp keeps the cache under it.
+    p = plan(inst(backend="llamacpp", api_port=None, ctx_size=4096), gpu=NONE)
+    kv, _ = sp.kv_cache_mib(gguf(), 4096)
+    assert p["cache_ram_mib"] == min(8192, max(1, math.ceil(kv)))
+    assert p["args"][p["args"].index("--cache-ram") + 1] == str(p["cache_ram_mib"])
+    off = plan(inst(backend="llamacpp", api_port=None, ctx_size=4096, flags=["--cache-ram 0"]), gpu=NONE)
+    assert off["errors"] == [] and off["cache_ram_mib"] == 0 and off["args"].count("--cache-ram") == 1
+    # The cache is host RAM on top of the rest.
+    assert p["estimated_ram_mib"] - off["estimated_ram_mib"] == p["cache_ram_mib"]
+    big = plan(inst(backend="llamacpp", api_port=None, flags=["-cram 6000"]), gpu=NONE)
+    assert big["cache_ram_mib"] == 6000 and "--cache-ram" not in big["args"]
+    assert big["estimated_ram_mib"] - off["estimated_ram_mib"] > 5000
+
+
+@pytest.mark.parametrize("value", ["-1", "lots"])
+def test_llamacpp_unlimited_prompt_cache_is_refused(value):
+    p = plan(inst(backend="llamacpp", api_port=None, flags=[f"--cache-ram {value}"]))
+    assert "cannot be planned" in errors_of(p)
+
+
 def test_llamacpp_serves_metrics_once_even_when_the_user_asks_too():
     p = plan(inst(backend="llamacpp", api_port=None))
     assert p["args"].count("--metrics") == 1 and "--metrics" in p["flags"]
@@ -522,6 +545,8 @@ def test_llamacpp_args_are_the_llama_server_command_line():
         "29",
         "--alias",
         "m",
+        "--cache-ram",
+        str(p["cache_ram_mib"]),
         "--metrics",
     ]
     assert p["cmd_flags"] == "" and p["env"] == {} and p["ports"] == [8080]
