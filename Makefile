@@ -12,12 +12,13 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 # Caches shared by every clone on this machine (images, wheels).
 export AILAB_CACHE ?= /var/cache/ailab
 
-SCENARIOS ?= default nfs gpu instances
+SCENARIOS ?= default nfs gpu instances gateway
 # Each step of `make test` is timed (tests/lib/timed.sh); the summary is printed at the end.
 export AILAB_TEST_TIMES ?= $(abspath .cache/test-times.tsv)
 TIMED := tests/lib/timed.sh
 LLAMA_SERVER_TAG = $(shell sed -n 's/^llamacpp_server_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/llamacpp_server/defaults/main.yml)
 LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(LLAMA_SERVER_TAG)-bin-ubuntu-x64.tar.gz
+GATEWAY_LITELLM = $(shell sed -n 's/^gateway_litellm_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/gateway/defaults/main.yml)
 LLAMA_SERVER_SOURCE = $(AILAB_CACHE)/llama-server/llama.cpp-$(LLAMA_SERVER_TAG).tar.gz
 
 .PHONY: test-times-start help venv host-tools vm-host-tools images artifacts vm-image prebuild lint test test-unit test-molecule test-integration test-vm test-tiers test-containers test-vm-beside bench lab lab-down clean
@@ -52,6 +53,8 @@ artifacts: venv
 	  sh -c '$(BIN)/python tests/fixtures/make_tiny_gguf.py && $(BIN)/python tests/fixtures/make_tiny_bert_gguf.py' >/dev/null
 	$(TIMED) "artifact: llama-server" "test -f $(LLAMA_SERVER_ARCHIVE).sha256 -a -f $(LLAMA_SERVER_SOURCE).sha256" -- \
 	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_llama_server.sh >/dev/null
+	$(TIMED) "artifact: gateway wheels" "test -f $(AILAB_CACHE)/gateway/litellm-$(GATEWAY_LITELLM)-wheels.tar.gz.sha256" -- \
+	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_gateway_wheelhouse.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
 
 # The VM tier's QEMU and its base disk (debootstrap), shared by every clone.
@@ -92,7 +95,7 @@ test: test-times-start venv prebuild lint test-unit test-tiers
 # instances scenarios, then the integration tier. Lane two: the VM tier, then the
 # scenarios in BESIDE_SCENARIOS; its output goes to $(BESIDE_LOG), shown when it fails.
 # The lanes touch different containers, networks and Molecule scenario directories.
-BESIDE_SCENARIOS ?= gpu nfs
+BESIDE_SCENARIOS ?= gpu nfs gateway
 BESIDE_LOG := $(abspath .cache/test-beside.log)
 test-tiers:
 	$(MAKE) --no-print-directory -j2 test-containers test-vm-beside

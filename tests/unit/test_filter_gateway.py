@@ -1,0 +1,87 @@
+"""plugins/filter/gateway.py: the gateway's routes from the serving plans of every host."""
+
+from gateway import gateway_routes, gateway_routes_from_hostvars
+
+
+def inst(name, backend="llamacpp", port=8081, **kw):
+    base = {
+        "name": name,
+        "backend": backend,
+        "model": "/media/data/models/m.gguf",
+        "port": port,
+        "bind": "10.0.0.5",
+    }
+    base.update(kw)
+    return base
+
+
+def plans(**hosts):
+    return {host: {"instances": list(items)} for host, items in hosts.items()}
+
+
+ADDR = {"a": "10.0.0.5", "b": "10.0.0.6"}
+
+
+def test_one_route_per_instance_at_its_openai_endpoint():
+    out = gateway_routes(
+        plans(
+            a=[
+                inst("tiny"),
+                inst("coder", "textgen", port=7861, api_port=5010),
+                inst("chat", "ollama", port=11435, ollama_model="chat"),
+            ]
+        ),
+        ADDR,
+        {"a": {"tiny": "k1"}},
+        "a",
+    )
+    assert out["errors"] == []
+    by = {r["name"]: r for r in out["routes"]}
+    # llama-server serves its --alias, the model's file name; textgen its API port.
+    assert by["tiny"]["api_base"] == "http://10.0.0.5:8081/v1" and by["tiny"]["model"] == "m.gguf"
+    assert by["tiny"]["api_key"] == "k1"
+    assert by["coder"]["api_base"] == "http://10.0.0.5:5010/v1" and "api_key" not in by["coder"]
+    assert by["chat"]["api_base"] == "http://10.0.0.5:11435/v1" and by["chat"]["model"] == "chat"
+
+
+def test_a_model_served_once_gets_an_alias_route_and_a_shared_one_does_not():
+    out = gateway_routes(
+        plans(a=[inst("x", model="/s/solo.gguf"), inst("y", port=2), inst("z", port=3)]), ADDR, {}, "a"
+    )
+    names = [r["name"] for r in out["routes"]]
+    assert "solo.gguf" in names and "m.gguf" not in names
+    assert next(r for r in out["routes"] if r["name"] == "solo.gguf")["alias_of"] == "x"
+
+
+def test_two_instances_with_one_name_are_refused_naming_both():
+    out = gateway_routes(plans(a=[inst("llm")], b=[inst("llm", bind="10.0.0.6")]), ADDR, {}, "a")
+    assert out["errors"] == [
+        "gateway: two instances would get the route 'llm': a/llm and b/llm; rename one of them"
+    ]
+
+
+def test_an_instance_on_loopback_of_another_host_cannot_be_reached():
+    out = gateway_routes(plans(b=[inst("llm", bind="127.0.0.1")]), ADDR, {}, "a")
+    assert "b/llm: bind: it listens on 127.0.0.1 only, so the gateway on a cannot reach it" in out["errors"]
+    # On the gateway host itself, loopback is fine.
+    assert gateway_routes(plans(a=[inst("llm", bind="127.0.0.1")]), ADDR, {}, "a")["errors"] == []
+
+
+def test_all_addresses_bind_uses_the_host_address_and_absent_instances_have_no_route():
+    out = gateway_routes(plans(b=[inst("llm", bind="0.0.0.0"), inst("old", state="absent")]), ADDR, {}, "a")
+    assert [r["api_base"] for r in out["routes"] if r["name"] == "llm"] == ["http://10.0.0.6:8081/v1"]
+    assert "old" not in [r["name"] for r in out["routes"]]
+
+
+def test_hosts_without_a_plan_in_this_run_are_reported():
+    hostvars = {
+        "a": {
+            "__model_instances_plan": {"instances": [inst("llm")]},
+            "ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}},
+            "model_instances": [{"name": "llm", "api_key": "k"}, {"name": "other"}],
+        },
+        "b": {"ansible_facts": {}},
+    }
+    out = gateway_routes_from_hostvars(["a", "b", "c"], hostvars, "a")
+    assert out["unplanned"] == ["b", "c"]
+    assert [(r["name"], r.get("api_key")) for r in out["routes"] if "alias_of" not in r] == [("llm", "k")]
