@@ -407,6 +407,44 @@ def _driver(gpu):
     return state, driver.get("detail") or state, driver.get("healthy", True) is not False
 
 
+def _route_detail(probe):
+    """Why one chat completion through the gateway did not come back (empty when it did)."""
+    status = probe.get("status") or 0
+    if status == 200:
+        choices = (probe.get("json") or {}).get("choices") or []
+        return "" if choices else "answered without a choice"
+    error = (probe.get("json") or {}).get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else error
+    detail = message or probe.get("msg") or "no answer"
+    return f"HTTP {status}: {str(detail)[:300]}" if status else str(detail)[:300]
+
+
+def verify_gateway(health, route_probes, url):
+    """The gateway's part of the report, from the gateway role's probe (tasks/probe.yml).
+
+    health: the uri result of /health/readiness/details; route_probes: the registered
+    loop of one chat completion per route name. Returns {url, status, version,
+    healthy, routes: [{name, ok, detail}]}.
+    """
+    health = health or {}
+    body = health.get("json") if isinstance(health.get("json"), dict) else {}
+    if health.get("status") == 200:
+        status = str(body.get("status") or "unknown")
+    else:
+        status = f"unreachable: {health.get('msg') or 'no answer'}"
+    routes = []
+    for probe in (route_probes or {}).get("results") or []:
+        detail = _route_detail(probe)
+        routes.append({"name": probe.get("item"), "ok": not detail, "detail": detail})
+    return {
+        "url": url,
+        "status": status,
+        "version": body.get("litellm_version") or "",
+        "healthy": status == "healthy",
+        "routes": routes,
+    }
+
+
 def verify_problems(reports, hosts=None):
     """Sentences naming every problem in a list of host reports (empty: healthy).
 
@@ -432,6 +470,12 @@ def verify_problems(reports, hosts=None):
         for inst in report.get("instances") or []:
             if not inst.get("ready") and not inst.get("refused"):
                 problems.append(f"{host}/{inst.get('name')}: not ready: {inst.get('detail')}")
+        gateway = report.get("gateway") or {}
+        if gateway and not gateway.get("healthy"):
+            problems.append(f"{host}: gateway {gateway.get('url')} {gateway.get('status')}")
+        for route in gateway.get("routes") or []:
+            if not route.get("ok"):
+                problems.append(f"{host}: gateway route {route.get('name')}: {route.get('detail')}")
     for host in hosts or []:
         if host not in seen:
             problems.append(f"{host}: no report: the host was unreachable or failed before its checks ended")
@@ -463,6 +507,14 @@ def verify_lines(report):
             f"{inst.get('name')!s:<12} {inst.get('backend')!s:<9} {inst.get('loader')!s:<17} "
             f"{inst.get('url')!s:<28} {ready}"
         )
+    gateway = report.get("gateway") or {}
+    if gateway:
+        version = f" (LiteLLM {gateway['version']})" if gateway.get("version") else ""
+        lines.append(f"gateway {gateway.get('url')}{version}: {gateway.get('status')}")
+        for route in gateway.get("routes") or []:
+            lines.append(
+                f"  route {route.get('name')!s:<12} {'answers' if route.get('ok') else 'FAILS: ' + str(route.get('detail'))}"
+            )
     return lines
 
 
@@ -487,6 +539,7 @@ class FilterModule:
             "verify_units": verify_units,
             "verify_measured": verify_measured,
             "verify_problems": verify_problems,
+            "verify_gateway": verify_gateway,
             "verify_lines": verify_lines,
             "verify_bar_percent": verify_bar_percent,
         }

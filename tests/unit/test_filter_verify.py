@@ -17,6 +17,7 @@ from gpu_fakes import NVIDIA_PROC_VERSION, add_pci, write
 from verify import (
     parse_mountinfo,
     verify_bar_percent,
+    verify_gateway,
     verify_gpu_driver,
     verify_instance,
     verify_lines,
@@ -466,3 +467,64 @@ def test_bar_percent_is_clamped():
     assert verify_bar_percent(6144, 24576) == 25
     assert verify_bar_percent(50000, 24576) == 100
     assert verify_bar_percent(1, 0) == 0
+
+
+# The gateway (roles/gateway/tasks/probe.yml): ansible.builtin.uri results for LiteLLM's
+# /health/readiness/details and one chat completion per route. LiteLLM answers errors as
+# {"error": {"message", "type", "param", "code"}} (litellm/proxy/_types.py, ProxyException).
+HEALTHY = {"status": 200, "json": {"status": "healthy", "db": "Not connected", "litellm_version": "1.108.7"}}
+
+
+def route(name, status, body=None, msg=""):
+    return {"item": name, "status": status, "json": body or {}, "msg": msg}
+
+
+def test_gateway_whose_routes_all_answer_is_healthy():
+    probes = {"results": [route("tiny", 200, {"choices": [{"message": {"content": "Paris"}}]})]}
+    gw = verify_gateway(HEALTHY, probes, "https://10.0.0.2:4000")
+    assert gw == {
+        "url": "https://10.0.0.2:4000",
+        "status": "healthy",
+        "version": "1.108.7",
+        "healthy": True,
+        "routes": [{"name": "tiny", "ok": True, "detail": ""}],
+    }
+    report = {"host": "localcloud", "instances": [], "gateway": gw}
+    assert verify_problems([report]) == []
+    assert "gateway https://10.0.0.2:4000 (LiteLLM 1.108.7): healthy" in verify_lines(report)
+
+
+def test_gateway_route_that_fails_is_a_problem_naming_the_route():
+    body = {
+        "error": {
+            "message": "litellm.APIConnectionError: Connection refused",
+            "type": None,
+            "param": None,
+            "code": "500",
+        }
+    }
+    probes = {"results": [route("chat", 500, body, "Status code was 500 and not [200]: HTTP Error 500")]}
+    gw = verify_gateway(HEALTHY, probes, "https://10.0.0.2:4000")
+    assert gw["routes"] == [
+        {"name": "chat", "ok": False, "detail": "HTTP 500: litellm.APIConnectionError: Connection refused"}
+    ]
+    problems = verify_problems([{"host": "localcloud", "instances": [], "gateway": gw}])
+    assert problems == [
+        "localcloud: gateway route chat: HTTP 500: litellm.APIConnectionError: Connection refused"
+    ]
+
+
+def test_gateway_that_does_not_answer_is_a_problem():
+    down = {
+        "status": -1,
+        "msg": "Status code was -1 and not [200]: Request failed: <urlopen error [Errno 111] Connection refused>",
+    }
+    gw = verify_gateway(down, {"results": []}, "https://10.0.0.2:4000")
+    assert not gw["healthy"] and gw["status"].startswith("unreachable: Status code was -1")
+    problems = verify_problems([{"host": "localcloud", "instances": [], "gateway": gw}])
+    assert problems == [f"localcloud: gateway https://10.0.0.2:4000 {gw['status']}"]
+
+
+def test_a_route_answer_without_a_choice_is_not_taken_for_an_answer():
+    gw = verify_gateway(HEALTHY, {"results": [route("coder", 200, {"choices": []})]}, "u")
+    assert gw["routes"][0] == {"name": "coder", "ok": False, "detail": "answered without a choice"}

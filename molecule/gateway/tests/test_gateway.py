@@ -9,22 +9,31 @@ import pytest
 MASTER = "gw-master-test-key"
 ALICE = "gw-alice-test-key"
 CLIENT = "/opt/ailab-gateway/venv/bin/python"
+# The lab CA's certificate the role installs beside the gateway's own (and keeps on the controller).
+CA = "/etc/ailab-gateway/tls/ca.crt"
+# A CA bundle that did not sign the gateway's certificate: Debian's public roots.
+WRONG_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def addr(host):
     return host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
 
 
-def openai(host, key, code):
-    """Run ``code`` with ``client`` = openai.OpenAI(gateway URL, key); returns its JSON output."""
+def openai(host, key, code, ca=CA):
+    """Run ``code`` with ``client`` = openai.OpenAI(gateway URL, key), trusting only ``ca``;
+    returns its JSON output."""
     script = (
-        "import json, openai\n"
-        f"client = openai.OpenAI(base_url='http://{addr(host)}:4000/v1', api_key={key!r}, max_retries=0)\n"
+        "import json, ssl, openai\n"
+        f"tls = ssl.create_default_context(cafile={ca!r})\n"
+        f"client = openai.OpenAI(base_url='https://{addr(host)}:4000/v1', api_key={key!r}, max_retries=0,\n"
+        "                       http_client=openai.DefaultHttpxClient(verify=tls))\n"
         "out = {}\n"
         "try:\n"
         + "".join(f"    {line}\n" for line in code.splitlines())
         + "except openai.APIStatusError as e:\n"
         "    out = {'status': e.status_code}\n"
+        "except openai.APIConnectionError as e:\n"
+        "    out = {'connection_error': repr(e.__cause__)}\n"
         "print(json.dumps(out))\n"
     )
     cmd = host.run(f"{CLIENT} -c {shlex.quote(script)}")
@@ -86,10 +95,33 @@ def test_requests_without_a_valid_key_get_401(host, key):
         assert out == {"status": 401}
     header = f"-H {shlex.quote('Authorization: Bearer ' + key)}" if key else ""
     status = host.check_output(
-        f"curl -s -o /dev/null -w '%{{http_code}}' {header} http://{addr(host)}:4000/v1/models"
+        f"curl -s --cacert {CA} -o /dev/null -w '%{{http_code}}' {header} https://{addr(host)}:4000/v1/models"
     )
     assert status == "401"
 
 
 def test_master_key_is_accepted(host):
     assert openai(host, MASTER, "out = sorted(m.id for m in client.models.list())") == ["coder", "llm"]
+
+
+def test_tls_certificate_verifies_against_the_lab_ca_only(host):
+    ok = openai(host, ALICE, "out = sorted(m.id for m in client.models.list())")
+    assert ok == ["coder", "llm"]
+    wrong = openai(host, ALICE, "out = sorted(m.id for m in client.models.list())", ca=WRONG_CA)
+    assert "CERTIFICATE_VERIFY_FAILED" in wrong["connection_error"], wrong
+    # Plain http on the TLS port is not served, even with the master key.
+    plain = host.run(
+        f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {MASTER}' http://{addr(host)}:4000/v1/models"
+    )
+    assert plain.stdout != "200"
+
+
+def test_certificate_names_the_host_and_its_key_is_private(host):
+    key = host.file("/etc/ailab-gateway/tls/server.key")
+    assert (key.mode, key.user, key.group) == (0o640, "root", "ailab-gateway")
+    text = host.check_output(
+        "openssl x509 -in /etc/ailab-gateway/tls/server.crt -noout -ext subjectAltName -issuer"
+    )
+    assert f"IP Address:{addr(host)}" in text and "IP Address:127.0.0.1" in text
+    assert "DNS:ailab-gw-host" in text and "AI lab CA" in text
+    assert host.run(f"openssl verify -CAfile {CA} /etc/ailab-gateway/tls/server.crt").rc == 0
