@@ -13,15 +13,61 @@ What it reproduces, from Ollama's documented CLI and HTTP API (v0.32.x):
 - the HTTP API: GET/HEAD /, GET /api/version, GET /api/tags, POST /api/show, HEAD/POST
   /api/blobs/sha256:<digest>, POST /api/create, POST /api/generate, GET /api/ps.
 
-What it does not: load weights, use a GPU, pull from a registry, templates, chat.
-/api/generate answers with a fixed text that says it comes from this stand-in.
-Standard library only.
+The OpenAI-compatible API (LiteLLM's api_base http://<host>:<port>/v1), as ollama/ollama
+v0.32.0 (tag v0.32.0, commit f1a0ffd6) serves it: server/routes.go registers
+POST /v1/chat/completions (middleware.ChatMiddleware + ChatHandler), POST /v1/completions
+(CompletionsMiddleware + GenerateHandler), GET /v1/models (ListMiddleware + ListHandler) and
+GET /v1/models/:model (RetrieveMiddleware + ShowHandler). Mirrored:
+- shapes, openai/openai.go: ToChatCompletion (object "chat.completion", system_fingerprint
+  "fp_ollama", choices[0].message {role, content}, finish_reason = done_reason, usage),
+  ToChunk (object "chat.completion.chunk", delta {role "assistant", content}), ToCompletion /
+  ToCompleteChunk (object "text_completion", choices[0].text), ToUsage (prompt_tokens =
+  prompt_eval_count, completion_tokens = eval_count), ToListCompletion ({"object": "list",
+  "data": [...]}, data null when no model), ToModel (id = the name as asked, object "model",
+  created = modified time, owned_by = model.ParseName(name).Namespace, i.e. "library");
+  ids "chatcmpl-<0..998>" / "cmpl-<0..998>" (ChatMiddleware, CompletionsMiddleware);
+- streaming, middleware/openai.go ChatWriter/CompleteWriter.writeResponse: text/event-stream of
+  `data: <json>` events, one per response of the handler, the last with finish_reason, then
+  (stream_options.include_usage) a usage event with empty choices (CompleteWriter also puts
+  zero usage on every chunk), then `data: [DONE]`;
+- errors, openai.NewError via BaseWriter.writeError: {"error": {"message", "type", "param":
+  null, "code": null}}, type invalid_request_error (400), not_found_error (404), api_error;
+  - body not JSON or a field of the wrong type: 400 with Go's decoder message (c.ShouldBindJSON
+    in the middleware; an empty body is "EOF");
+  - chat: no messages: 400 "[] is too short - 'messages'" (ChatMiddleware); bad content:
+    "invalid message format", "invalid image input", "invalid message content type: <T>",
+    "invalid tool call arguments", bad reasoning effort (openai.FromChatRequest);
+  - chat: missing model: 400 "model is required"; unknown model: 404 "model '<model>' not
+    found" (ChatHandler: writeModelRefParseError, GetModel -> os.IsNotExist); invalid name:
+    400 "invalid model name" (errtypes.InvalidModelNameErrMsg); tools: 400 "<full name> does
+    not support tools", reasoning effort other than "none": 400 "\"<model>\" does not support
+    thinking" (scheduleRunner -> CheckCapabilities; the stand-in's template has neither);
+  - completions: missing or unknown model: 404 "model '<model>' not found" (GenerateHandler);
+    a non-string stop: 400 "invalid type for 'stop' field: <T>" (openai.FromCompleteRequest);
+    suffix: 400 "<full name> does not support insert"; empty prompt: the load answer
+    (text "", finish_reason "load");
+  - retrieve: unknown: 404 "model '<model:tag>' not found" (ShowHandler, req.Model =
+    DisplayShortest);
+- names: types/model/name.go ParseName (a name without tag is name:latest; default host and
+  namespace) and getExistingName (parts matched case-insensitively).
+The generated text is the one fixed text /api/generate gives (answer()): streamed a word a
+chunk, completion_tokens = the words (chunks) sent, max_tokens cuts it (finish_reason
+"length"), prompt_tokens = the prompt's words. Not reproduced: :cloud/:local names, remote
+models, stop sequences applied to the text, images (validated, then ignored), logprobs,
+/v1/embeddings, /v1/responses, /v1/messages, images and audio routes.
+
+What it does not: load weights, use a GPU, pull from a registry, templates, /api/chat.
+/api/generate and the /v1 completions answer with a fixed text that says it comes from this
+stand-in; an unknown model there is 404 "model '<model>' not found" (routes.go
+GenerateHandler). Standard library only.
 """
 
 import datetime
 import hashlib
 import json
 import os
+import random
+import re
 import shlex
 import signal
 import sys
@@ -30,7 +76,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 VERSION = "0.32.0"
 STANDIN_NOTE = "stand-in for ollama (tests/standins/ollama): no inference performed"
@@ -75,6 +121,175 @@ def split_name(name):
     else:
         base, tag = name, "latest"
     return base, tag
+
+
+DEFAULT_HOST = "registry.ollama.ai"
+DEFAULT_NAMESPACE = "library"
+NAME_PART = {
+    "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"),
+    "namespace": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"),
+    "model": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+    "tag": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+}
+
+
+def parse_name(raw):
+    """types/model/name.go ParseName + IsValid: [host/][namespace/]model[:tag][@digest], empty
+    parts defaulted (registry.ollama.ai, library, latest); None when a part is invalid."""
+    text = raw.split("@", 1)[0]
+    tag = ""
+    colon = text.rfind(":")
+    if colon > text.rfind("/"):
+        text, tag = text[:colon], text[colon + 1 :]
+    host, namespace, model = "", "", text
+    if "/" in text:
+        rest, model = text.rsplit("/", 1)
+        host, _, namespace = rest.rpartition("/")
+    parts = {
+        "host": host or DEFAULT_HOST,
+        "namespace": namespace or DEFAULT_NAMESPACE,
+        "model": model,
+        "tag": tag or "latest",
+    }
+    if not all(NAME_PART[kind].fullmatch(value) for kind, value in parts.items()):
+        return None
+    return parts["host"], parts["namespace"], parts["model"], parts["tag"]
+
+
+def display_shortest(raw):
+    """Name.DisplayShortest: the default host and namespace are left out."""
+    host, namespace, model, tag = parse_name(raw)
+    prefix = "" if host == DEFAULT_HOST else host + "/"
+    if prefix or namespace != DEFAULT_NAMESPACE:
+        prefix += namespace + "/"
+    return f"{prefix}{model}:{tag}"
+
+
+def openai_model(name, modified):
+    """openai.ToModel / ToListCompletion: owned_by is the name's namespace ("library")."""
+    return {"id": name, "object": "model", "created": int(modified), "owned_by": parse_name(name)[1]}
+
+
+def count_tokens(text):
+    """The stand-in's token count: whitespace-separated words (it has no tokenizer)."""
+    return len(text.split())
+
+
+def answer(num_predict=None):
+    """The stand-in's one generated text, in the pieces it is streamed in (a word and the
+    space after it; one piece per counted token), cut at num_predict (max_tokens) pieces
+    with done_reason "length" as the runner stops at num_predict; otherwise "stop"."""
+    pieces = re.findall(r"\S+\s*", f"[{STANDIN_NOTE}]")
+    if isinstance(num_predict, int) and not isinstance(num_predict, bool) and 0 < num_predict < len(pieces):
+        return pieces[:num_predict], "length"
+    return pieces, "stop"
+
+
+def make_usage(prompt_tokens, completion_tokens):
+    """openai.ToUsage / ToUsageGenerate: prompt_eval_count and eval_count."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def json_kind(value):
+    """The JSON type name Go's encoding/json puts in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+def go_type(value):
+    """What Go's %T prints for a value decoded into `any`."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "float64"
+    return {str: "string", list: "[]interface {}", dict: "map[string]interface {}"}[type(value)]
+
+
+def go_json_error(raw, exc):
+    """Go's encoding/json message for a body that is not JSON (the common cases)."""
+    pos = getattr(exc, "pos", len(raw))
+    text = raw.decode(errors="replace")
+    if pos >= len(text.rstrip()):
+        return "unexpected EOF"
+    return f"invalid character {text[pos]!r} looking for beginning of value"
+
+
+# openai.ChatCompletionRequest / CompletionRequest fields the stand-in reads: the JSON types
+# Go's decoder accepts for each, and the Go type it names when it refuses one.
+CHAT_FIELDS = {
+    "model": (("string",), "string"),
+    "messages": (("array",), "[]openai.Message"),
+    "stream": (("bool",), "bool"),
+    "stream_options": (("object",), "openai.StreamOptions"),
+    "max_tokens": (("number",), "int"),
+    "tools": (("array",), "[]api.Tool"),
+    "reasoning_effort": (("string",), "string"),
+    "reasoning": (("object",), "openai.Reasoning"),
+}
+COMPLETION_FIELDS = {
+    "model": (("string",), "string"),
+    "prompt": (("string",), "string"),
+    "stream": (("bool",), "bool"),
+    "stream_options": (("object",), "openai.StreamOptions"),
+    "max_tokens": (("number",), "int"),
+    "suffix": (("string",), "string"),
+}
+
+
+def reasoning_effort(body):
+    effort = (body.get("reasoning") or {}).get("effort") or body.get("reasoning_effort")
+    return effort or None
+
+
+def from_chat_request(body):
+    """openai.FromChatRequest: (prompt text, error). Each message's content is a string, or a
+    list of {"type": "text", "text": str} / {"type": "image_url", ...} parts; other content
+    needs tool_calls (whose arguments must be JSON); the reasoning effort must be known."""
+    texts = []
+    for message in body["messages"]:
+        if not isinstance(message, dict):
+            return (
+                None,
+                f"json: cannot unmarshal {json_kind(message)} into Go struct field ChatCompletionRequest.messages of type openai.Message",
+            )
+        content = message.get("content")
+        for call in message.get("tool_calls") or []:
+            try:
+                json.loads(((call or {}).get("function") or {}).get("arguments") or "")
+            except (ValueError, AttributeError, TypeError):
+                return None, "invalid tool call arguments"
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    return None, "invalid message format"
+                if part.get("type") == "text" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                elif part.get("type") == "image_url":
+                    url = part.get("image_url")
+                    url = url.get("url") if isinstance(url, dict) else url
+                    if not isinstance(url, str):
+                        return None, "invalid message format"
+                    if not re.match(r"data:(image/(jpeg|jpg|png|webp))?;base64,", url):
+                        return None, "invalid image input"
+                else:
+                    return None, "invalid message format"
+        elif message.get("tool_calls") is None:
+            return None, f"invalid message content type: {go_type(content)}"
+    effort = reasoning_effort(body)
+    if effort is not None and effort not in ("high", "medium", "low", "none"):
+        return None, f'invalid reasoning value: \'{effort}\' (must be "high", "medium", "low", or "none")'
+    return "\n".join(texts), None
 
 
 class Store:
@@ -151,6 +366,10 @@ class Store:
         with open(path + ".tmp", "w") as fh:
             json.dump(manifest, fh, sort_keys=True)
         os.replace(path + ".tmp", path)
+
+    def modified(self, name):
+        """The model's modified time: its manifest's mtime, as Ollama reports it."""
+        return os.path.getmtime(self.manifest_path(name))
 
     def models(self):
         out = []
@@ -258,6 +477,17 @@ def make_handler(state):
                 self.send_json(200, {"version": VERSION, "standin": STANDIN_NOTE})
             elif path == "/api/tags":
                 self.send_json(200, {"models": [self.describe(n, m, d) for n, m, d in state.store.models()]})
+            elif path == "/v1/models":
+                self.list_openai()
+            elif path.startswith("/v1/models/") and "/" not in path[len("/v1/models/") :]:
+                model = unquote(path[len("/v1/models/") :])
+                if model:
+                    self.retrieve_openai(model)
+                else:
+                    self.send_response(301)  # gin's RedirectTrailingSlash
+                    self.send_header("Location", "/v1/models")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
             elif path == "/api/ps":
                 self.expire()
                 models = []
@@ -293,6 +523,12 @@ def make_handler(state):
                 else:
                     self.send_json(400, {"error": "digest mismatch"})
                 return
+            if path == "/v1/chat/completions":
+                self.chat_openai()
+                return
+            if path == "/v1/completions":
+                self.complete_openai()
+                return
             body = self.read_json()
             if body is None:
                 self.send_json(400, {"error": "invalid JSON body"})
@@ -310,7 +546,9 @@ def make_handler(state):
             return {
                 "name": name,
                 "model": name,
-                "modified_at": now_iso(),
+                "modified_at": datetime.datetime.fromtimestamp(
+                    state.store.modified(name), datetime.timezone.utc
+                ).isoformat(),
                 "size": size,
                 "digest": digest.split(":", 1)[1],
                 "details": {
@@ -374,37 +612,260 @@ def make_handler(state):
                     if expires is not None and expires < time.time():
                         del state.loaded[name]
 
-        def generate(self, body):
-            name = body.get("model") or ""
-            base, tag = split_name(name)
-            manifest, _ = state.store.read_manifest(name)
-            if not manifest:
-                self.send_json(404, {"error": f"model '{base}' not found, try pulling it first"})
-                return
-            keep = keep_alive_seconds(body.get("keep_alive", state.keep_alive))
+        def find(self, raw):
+            """(status, error, full) for a model reference, as routes.go resolves one:
+            parseAndValidateModelRef (invalid name: 400 "invalid model name"), getExistingName
+            (case-insensitive match of each part) and GetModel (no manifest: not found).
+            status is 0 when the model exists; full is "model:tag" (or None)."""
+            if not raw.strip():
+                return 404, "required", None
+            parts = parse_name(raw.strip())
+            if parts is None:
+                return 400, "invalid model name", None
+            host, namespace, base, tag = parts
+            if host.lower() != DEFAULT_HOST or namespace.lower() != DEFAULT_NAMESPACE:
+                return 404, "not found", None
+            for name, _, _ in state.store.models():
+                stored_base, stored_tag = split_name(name)
+                if stored_base.lower() == base.lower() and stored_tag.lower() == tag.lower():
+                    return 0, None, name
+            return 404, "not found", None
+
+        def load(self, full, keep_alive):
+            """Load (or, keep_alive 0, unload) a model as the scheduler does: /api/ps lists it."""
+            keep = keep_alive_seconds(keep_alive)
             with state.lock:
-                full = f"{base}:{tag}"
                 state.loaded.pop(full, None)
                 while len(state.loaded) >= state.max_loaded:
                     state.loaded.pop(next(iter(state.loaded)))
                 state.loaded[full] = None if keep is None else time.time() + keep
                 if keep == 0:
                     del state.loaded[full]
+            return keep
+
+        def generate(self, body):
+            name = body.get("model") or ""
+            if not isinstance(name, str):
+                kind = json_kind(name)
+                self.send_json(
+                    400,
+                    {
+                        "error": f"json: cannot unmarshal {kind} into Go struct field GenerateRequest.model of type string"
+                    },
+                )
+                return
+            status, error, full = self.find(name)
+            if status:
+                self.send_json(
+                    status, {"error": "invalid model name" if status == 400 else f"model '{name}' not found"}
+                )
+                return
+            keep = self.load(full, body.get("keep_alive", state.keep_alive))
             prompt = body.get("prompt") or ""
             done = {"model": name, "created_at": now_iso(), "response": "", "done": True}
             if not prompt:
                 done["done_reason"] = "load" if keep != 0 else "unload"
                 self.send_json(200, done)
                 return
-            text = f"[{STANDIN_NOTE}]"
-            done.update({"done_reason": "stop", "eval_count": 1, "prompt_eval_count": len(prompt.split())})
+            options = body.get("options") or {}
+            pieces, reason = answer(options.get("num_predict"))
+            done.update(
+                {"done_reason": reason, "eval_count": len(pieces), "prompt_eval_count": count_tokens(prompt)}
+            )
             if body.get("stream") is False:
-                done["response"] = text
+                done["response"] = "".join(pieces)
                 self.send_json(200, done)
             else:
                 self.send_stream(
-                    [{"model": name, "created_at": now_iso(), "response": text, "done": False}, done]
+                    [{"model": name, "created_at": now_iso(), "response": p, "done": False} for p in pieces]
+                    + [done]
                 )
+
+        # --- OpenAI-compatible API (ollama/ollama v0.32.0, see the module docstring) ---
+
+        def send_openai(self, status, obj, content_type="application/json"):
+            """json.NewEncoder(...).Encode as middleware/openai.go writes: a trailing newline."""
+            body = json.dumps(obj).encode() + b"\n"
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def openai_error(self, status, message, aborted=False):
+            """openai.NewError: 400 invalid_request_error, 404 not_found_error, else api_error.
+            A middleware's own refusal (c.AbortWithStatusJSON) is sent by gin with
+            "application/json; charset=utf-8"; BaseWriter.writeError sets "application/json"."""
+            etype = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+            error = {"error": {"message": message, "type": etype, "param": None, "code": None}}
+            self.send_openai(
+                status, error, "application/json; charset=utf-8" if aborted else "application/json"
+            )
+
+        def send_sse(self, events):
+            """ChatWriter/CompleteWriter: `data: <json>` events, then `data: [DONE]`."""
+            body = (
+                b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def read_openai(self, struct, fields):
+            """c.ShouldBindJSON into openai.<struct>: Go's decoder refuses a body that is not
+            JSON (an empty one with "EOF") and a field of the wrong JSON type; a null field
+            keeps its zero value. Returns the body, or None after answering 400."""
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if not raw.strip():
+                self.openai_error(400, "EOF", aborted=True)
+                return None
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                self.openai_error(400, go_json_error(raw, exc), aborted=True)
+                return None
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                self.openai_error(
+                    400,
+                    f"json: cannot unmarshal {json_kind(body)} into Go value of type openai.{struct}",
+                    aborted=True,
+                )
+                return None
+            for field, (kinds, gotype) in fields.items():
+                value = body.get(field)
+                if value is not None and json_kind(value) not in kinds:
+                    message = f"json: cannot unmarshal {json_kind(value)} into Go struct field {struct}.{field} of type {gotype}"
+                    self.openai_error(400, message, aborted=True)
+                    return None
+                if value is None:
+                    body.pop(field, None)
+            return body
+
+        def list_openai(self):
+            """ListMiddleware + ListHandler -> openai.ToListCompletion (data is null when empty)."""
+            data = [openai_model(name, state.store.modified(name)) for name, _, _ in state.store.models()]
+            self.send_openai(200, {"object": "list", "data": data or None})
+
+        def retrieve_openai(self, raw):
+            """RetrieveMiddleware + ShowHandler -> openai.ToModel; id is the name as asked."""
+            status, error, full = self.find(raw)
+            if status == 400:
+                self.openai_error(400, "invalid model name")
+            elif error == "required":
+                self.openai_error(400, "model is required")
+            elif status:
+                self.openai_error(404, f"model '{display_shortest(raw)}' not found")
+            else:
+                self.send_openai(200, openai_model(raw, state.store.modified(full)))
+
+        def chat_openai(self):
+            body = self.read_openai("ChatCompletionRequest", CHAT_FIELDS)
+            if body is None:
+                return
+            messages = body.get("messages") or []
+            if not messages:
+                self.openai_error(400, "[] is too short - 'messages'", aborted=True)
+                return
+            prompt, error = from_chat_request(body)
+            if error:
+                self.openai_error(400, error, aborted=True)
+                return
+            name = body.get("model") or ""
+            status, error, full = self.find(name)
+            if status == 400:
+                self.openai_error(400, "invalid model name")
+                return
+            if error == "required":
+                self.openai_error(400, "model is required")
+                return
+            if status:
+                self.openai_error(404, f"model '{name}' not found")
+                return
+            if reasoning_effort(body) not in (None, "none"):
+                self.openai_error(400, f"{json.dumps(name)} does not support thinking")
+                return
+            if body.get("tools"):
+                self.openai_error(400, f"{DEFAULT_HOST}/{DEFAULT_NAMESPACE}/{full} does not support tools")
+                return
+            self.load(full, state.keep_alive)
+            pieces, reason = answer(body.get("max_tokens"))
+            usage = make_usage(count_tokens(prompt), len(pieces))
+            cid = f"chatcmpl-{random.randrange(999)}"
+            base = {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": name}
+            base["system_fingerprint"] = "fp_ollama"
+            if not body.get("stream"):
+                message = {"role": "assistant", "content": "".join(pieces)}
+                choice = {"index": 0, "message": message, "finish_reason": reason}
+                self.send_openai(200, dict(base, choices=[choice], usage=usage))
+                return
+            base["object"] = "chat.completion.chunk"
+            events = [
+                dict(
+                    base,
+                    choices=[{"index": 0, "delta": {"role": "assistant", "content": p}, "finish_reason": f}],
+                )
+                for p, f in [(p, None) for p in pieces] + [("", reason)]
+            ]
+            if (body.get("stream_options") or {}).get("include_usage"):
+                events.append(dict(base, choices=[], usage=usage))
+            self.send_sse(events)
+
+        def complete_openai(self):
+            body = self.read_openai("CompletionRequest", COMPLETION_FIELDS)
+            if body is None:
+                return
+            stop = body.get("stop")
+            if isinstance(stop, list):
+                for item in stop:
+                    if not isinstance(item, str):
+                        self.openai_error(
+                            400, f"invalid type for 'stop' field: {go_type(item)}", aborted=True
+                        )
+                        return
+            name = body.get("model") or ""
+            status, _, full = self.find(name)
+            if status == 400:
+                self.openai_error(400, "invalid model name")
+                return
+            if status:
+                self.openai_error(404, f"model '{name}' not found")
+                return
+            if body.get("suffix"):
+                self.openai_error(400, f"{DEFAULT_HOST}/{DEFAULT_NAMESPACE}/{full} does not support insert")
+                return
+            self.load(full, state.keep_alive)
+            prompt = body.get("prompt") or ""
+            if prompt:
+                pieces, reason = answer(body.get("max_tokens"))
+            else:
+                pieces, reason = [], "load"
+            usage = make_usage(count_tokens(prompt) if prompt else 0, len(pieces))
+            base = {
+                "id": f"cmpl-{random.randrange(999)}",
+                "object": "text_completion",
+                "created": int(time.time()),
+            }
+            if not body.get("stream"):
+                choice = {"text": "".join(pieces), "index": 0, "finish_reason": reason}
+                reply = dict(base, model=name, system_fingerprint="fp_ollama", choices=[choice], usage=usage)
+                self.send_openai(200, reply)
+                return
+            include_usage = (body.get("stream_options") or {}).get("include_usage")
+            events = []
+            for text, finish in [(p, None) for p in pieces] + [("", reason)]:
+                choice = {"text": text, "index": 0, "finish_reason": finish}
+                event = dict(base, choices=[choice], model=name, system_fingerprint="fp_ollama")
+                if include_usage:
+                    event["usage"] = make_usage(0, 0)
+                events.append(event)
+            if include_usage:
+                events.append(dict(events[-1], choices=[], usage=usage))
+            self.send_sse(events)
 
     return Handler
 
