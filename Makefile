@@ -29,7 +29,7 @@ help:
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
 	@echo "make test-vm   VM tier (QEMU): kernel NFS from a fresh OS, a boot with the server down"
-	@echo "make bench     inspection, planning, lab converge and llama-server benchmarks"
+	@echo "make bench     inspection, planning, lab converge, llama-server and gateway benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -122,12 +122,13 @@ lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/verify.yml
 	$(BIN)/ansible-playbook playbooks/lab_complete.yml
 
-# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab).
+# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab); llama-server against llama-cpp-python; the gateway's added TTFT and its completions/s.
 bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_lab.py
 	$(BIN)/python benchmarks/bench_llama_server.py
+	$(BIN)/python benchmarks/bench_gateway.py
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml
