@@ -17,6 +17,13 @@ CHECKSUM_ALGORITHMS = {"sha256": 64, "sha512": 128}
 _RESERVED_EXPORT_OPTIONS = ("ro", "rw")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+# A Hugging Face repository id: [namespace/]name, letters, digits, '-', '_', '.', neither
+# starting nor ending with '-' or '.', at most 96 each, no '--' or '..', no '.git' at the end
+# (validate_repo_id in huggingface_hub's utils/_validators.py).
+_HF_REPO_PART = r"(?![-.])[A-Za-z0-9_.-]{1,96}(?<![-.])"
+_HF_REPO = re.compile(rf"^({_HF_REPO_PART}/)?{_HF_REPO_PART}$")
+_HF_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HF_KEYS = ("repo", "revision", "include", "exclude", "token", "allow_moving_revision")
 
 
 def _is_network(value):
@@ -284,11 +291,59 @@ def model_store_checksum(checksum):
     return algo, digest.lower()
 
 
+def _hf_repo_error(model, where):
+    """The first error of a Hugging Face repository entry, or None."""
+    repo = model.get("repo")
+    if (
+        not isinstance(repo, str)
+        or not _HF_REPO.match(repo)
+        or "--" in repo
+        or ".." in repo
+        or repo.endswith(".git")
+    ):
+        return (
+            f"{where}.repo {repo!r} must be a Hugging Face repository id, namespace/name "
+            "(letters, digits, '-', '_', '.')"
+        )
+    others = [k for k in ("url", "src", "checksum") if model.get(k)]
+    if others:
+        return f"{where}: a repo entry takes no {'/'.join(others)} (the Hub gives each file's checksum)"
+    revision = model.get("revision")
+    moving = model.get("allow_moving_revision", False)
+    if not isinstance(moving, bool):
+        return f"{where}.allow_moving_revision must be true or false"
+    if not isinstance(revision, str) or not revision.strip():
+        return f"{where}.revision is required: the 40-hex commit id to fetch"
+    if not _HF_COMMIT.match(revision) and not moving:
+        return (
+            f"{where}.revision {revision!r} is a branch, a tag or a short id, which can move; give the full "
+            "40-hex commit id (lowercase), or set allow_moving_revision: true to resolve it on every run"
+        )
+    for key in ("include", "exclude"):
+        value = model.get(key)
+        if value is None or isinstance(value, str) and value:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            return f"{where}.{key} must be a list of globs (strings)"
+    token = model.get("token")
+    if token is not None and not isinstance(token, str):
+        return f"{where}.token must be a string (a vault variable)"
+    return None
+
+
+def _globs(value):
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
 def model_store_models_check(models, variable="model_store_models"):
     """Validate model entries; returns {"errors": [...], "models": [...]} normalised.
 
-    Each normalised model: name, state, source (a URL; a local ``src`` becomes
-    file://), algo and digest ('' when no checksum was given for a local src).
+    Each normalised model: name, state, kind (file or repo), source (a URL; a local
+    ``src`` becomes file://), algo and digest ('' when no checksum was given for a local
+    src). A repository entry (``repo``) also carries repo, revision, include, exclude,
+    allow_moving_revision and index (its place in the list, where its token is read:
+    the token itself stays out of the normalised data). A repository owns its directory:
+    no other entry may lie inside it.
     """
     errors = []
     out = []
@@ -317,6 +372,32 @@ def model_store_models_check(models, variable="model_store_models"):
         if state not in ("present", "absent"):
             errors.append(f"{where}.state {state!r} must be present or absent")
             continue
+        if "repo" in model:
+            error = _hf_repo_error(model, where) if state == "present" else None
+            if error:
+                errors.append(error)
+                continue
+            out.append(
+                {
+                    "name": norm,
+                    "state": state,
+                    "kind": "repo",
+                    "source": "",
+                    "algo": "",
+                    "digest": "",
+                    "repo": model.get("repo"),
+                    "revision": model.get("revision"),
+                    "include": _globs(model.get("include")),
+                    "exclude": _globs(model.get("exclude")),
+                    "allow_moving_revision": bool(model.get("allow_moving_revision", False)),
+                    "index": index,
+                }
+            )
+            continue
+        stray = [k for k in _HF_KEYS if k in model]
+        if stray:
+            errors.append(f"{where}: {'/'.join(stray)} belong to a repo entry; add repo or remove them")
+            continue
         url, src = model.get("url"), model.get("src")
         if state == "present":
             if bool(url) == bool(src):
@@ -340,8 +421,60 @@ def model_store_models_check(models, variable="model_store_models"):
             errors.append(f"{where} has a url but no checksum; add checksum: sha256:<hex>")
             continue
         source = str(url) if url else (f"file://{src}" if src else "")
-        out.append({"name": norm, "state": state, "source": source, "algo": algo, "digest": digest})
+        out.append(
+            {"name": norm, "state": state, "kind": "file", "source": source, "algo": algo, "digest": digest}
+        )
+    repos = [m["name"] for m in out if m["kind"] == "repo" and m["state"] == "present"]
+    for model in out:
+        inside = [r for r in repos if r != model["name"] and (model["name"] + "/").startswith(r + "/")]
+        holds = [r for r in repos if r != model["name"] and r.startswith(model["name"] + "/")]
+        if inside or holds:
+            errors.append(
+                f"{variable}[{model['name']}]: "
+                + (
+                    f"lies inside the directory of the repo entry {inside[0]}"
+                    if inside
+                    else f"would hold the directory of the repo entry {holds[0]}"
+                )
+                + "; a repository owns its directory"
+            )
     return {"errors": errors, "models": out}
+
+
+def model_store_repo_files(results):
+    """The files of the resolved repositories (hf_repo_manifest results), for model_store_fetch.
+
+    Returns {"files": [...], "directories": [...]}: each file as a model entry (name
+    ``<entry>/<path>``, kind ``repo-file``, source, algo, digest, size, index of the entry,
+    stamp ``<entry>/files/<path>.json`` under the stamp directory), and every directory the
+    files need, parents first, each repository's own included.
+    """
+    files, directories = [], set()
+    for result in results or []:
+        entry = result.get("item") or {}
+        name = entry.get("name")
+        if not name or result.get("failed") or result.get("skipped"):
+            continue
+        directories.add(name)
+        for f in result.get("files") or []:
+            path = f["path"]
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                directories.add(f"{name}/{'/'.join(parts[:depth])}")
+            files.append(
+                {
+                    "name": f"{name}/{path}",
+                    "state": "present",
+                    "kind": "repo-file",
+                    "source": f["url"],
+                    "algo": f["algo"],
+                    "digest": f["digest"],
+                    "size": f["size"],
+                    "index": entry.get("index"),
+                    "stamp": f"{name}/files/{path}.json",
+                }
+            )
+    return {"files": files, "directories": sorted(directories, key=lambda d: (d.count("/"), d))}
 
 
 class FilterModule:
@@ -357,4 +490,5 @@ class FilterModule:
             "nfs_mount_check": nfs_mount_check,
             "nfs_mount_options": nfs_mount_options,
             "model_store_models_check": model_store_models_check,
+            "model_store_repo_files": model_store_repo_files,
         }

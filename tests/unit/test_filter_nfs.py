@@ -211,3 +211,100 @@ def test_filters_are_registered():
         "nfs_mount_check",
         "model_store_models_check",
     }
+
+
+# --- Hugging Face repository entries ---------------------------------------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_a_repo_entry_is_normalised_without_its_token():
+    result = model_store_models_check(
+        [
+            {"name": "a.gguf", "src": "/x/a.gguf"},
+            {
+                "name": "Qwen-GGUF",
+                "repo": "Qwen/Qwen2.5-7B-Instruct-GGUF",
+                "revision": COMMIT,
+                "include": "*q4_k_m*.gguf",
+                "token": "hf_secret",
+            },
+        ]
+    )
+    assert result["errors"] == []
+    repo = result["models"][1]
+    assert repo == {
+        "name": "Qwen-GGUF",
+        "state": "present",
+        "kind": "repo",
+        "source": "",
+        "algo": "",
+        "digest": "",
+        "repo": "Qwen/Qwen2.5-7B-Instruct-GGUF",
+        "revision": COMMIT,
+        "include": ["*q4_k_m*.gguf"],
+        "exclude": [],
+        "allow_moving_revision": False,
+        "index": 1,
+    }
+    assert "hf_secret" not in str(result)
+    assert result["models"][0]["kind"] == "file"
+
+
+def test_a_branch_is_accepted_with_the_allowance():
+    result = model_store_models_check(
+        [{"name": "m", "repo": "gpt2", "revision": "main", "allow_moving_revision": True}]
+    )
+    assert result["errors"] == []
+    assert result["models"][0]["allow_moving_revision"] is True
+
+
+def test_an_absent_repo_entry_needs_no_revision():
+    result = model_store_models_check([{"name": "m", "repo": "org/m", "state": "absent"}])
+    assert result["errors"] == [] and result["models"][0]["kind"] == "repo"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"repo": "org/m"}, ".revision is required"),
+        ({"repo": "org/m", "revision": "main"}, "revision 'main' is a branch, a tag or a short id"),
+        ({"repo": "org/m", "revision": COMMIT[:12]}, "is a branch, a tag or a short id"),
+        ({"repo": "org/m", "revision": COMMIT.upper()}, "(lowercase)"),
+        ({"repo": "org/m", "revision": "main", "allow_moving_revision": "yes"}, "must be true or false"),
+        ({"repo": "org/m/x", "revision": COMMIT}, "must be a Hugging Face repository id"),
+        ({"repo": "org/-m", "revision": COMMIT}, "must be a Hugging Face repository id"),
+        ({"repo": "org/m..x", "revision": COMMIT}, "must be a Hugging Face repository id"),
+        ({"repo": "org/m.git", "revision": COMMIT}, "must be a Hugging Face repository id"),
+        ({"repo": "org/m", "revision": COMMIT, "url": "https://x/a"}, "a repo entry takes no url"),
+        ({"repo": "org/m", "revision": COMMIT, "checksum": f"sha256:{SHA}"}, "takes no checksum"),
+        ({"repo": "org/m", "revision": COMMIT, "include": [""]}, ".include must be a list of globs"),
+        ({"repo": "org/m", "revision": COMMIT, "exclude": {"a": 1}}, ".exclude must be a list of globs"),
+        ({"repo": "org/m", "revision": COMMIT, "token": 5}, ".token must be a string"),
+        ({"url": "https://x/a", "checksum": f"sha256:{SHA}", "revision": COMMIT}, "belong to a repo entry"),
+    ],
+)
+def test_bad_repo_entries_are_refused_naming_the_entry(model, message):
+    result = model_store_models_check([dict(model, name="m")])
+    assert result["models"] == []
+    assert result["errors"][0].startswith("model_store_models[0] (m)")
+    assert message in result["errors"][0]
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        ({"name": "m/extra.gguf", "src": "/x/a.gguf"}, "model_store_models[m/extra.gguf]: lies inside"),
+        ({"name": "m/sub", "repo": "org/n", "revision": COMMIT}, "model_store_models[m/sub]: lies inside"),
+    ],
+)
+def test_a_repository_owns_its_directory(other, message):
+    result = model_store_models_check([{"name": "m", "repo": "org/m", "revision": COMMIT}, other])
+    assert any(message in e for e in result["errors"]), result["errors"]
+
+
+def test_a_file_entry_cannot_hold_a_repository():
+    result = model_store_models_check(
+        [{"name": "m", "src": "/x/m"}, {"name": "m/r", "repo": "org/m", "revision": COMMIT}]
+    )
+    assert "model_store_models[m]: would hold the directory of the repo entry m/r" in result["errors"][0]

@@ -20,6 +20,20 @@ waiting on one download reads it.
 A verified file gets a stamp (JSON: algorithm, digest, size, mtime) so the next
 run skips it without re-reading it; a file changed behind the stamp's back
 (size or mtime differ) is hashed again.
+
+The checksum is sha256, sha512, or ``git-sha1``: git's blob id (sha1 of
+``blob <size>\0`` and the content), which is what the Hugging Face Hub lists for
+a small (non-LFS) file of a repository (``blobId``; its ``ETag`` on download).
+It is computed on the server with ``sha1sum``, like the others.
+
+Repository files come with their ``size`` (no HEAD request then), a ``proxy``
+(curl's ``--proxy``; without it curl reads the environment's) and, for private
+repositories, a ``token``: it reaches the server through the command's standard
+input, never its command line, into a 0600 header file under ``auth_dir`` that
+curl reads (``--header @file``) and the download job removes when curl ends.
+curl sends it to the Hub only, not to the host a redirect leads to (the CDN),
+as huggingface_hub drops it off the Hub (``_get_metadata_or_catch_error`` in
+``file_download.py``).
 """
 
 import hashlib
@@ -33,7 +47,7 @@ from ansible.utils.display import Display
 
 display = Display()
 
-HASH_TOOLS = {"sha256": "sha256sum", "sha512": "sha512sum"}
+HASH_TOOLS = {"sha256": "sha256sum", "sha512": "sha512sum", "git-sha1": "sha1sum"}
 # flock's exit status when another downloader already holds the .part file.
 LOCK_BUSY = 75
 # What _download reports when the file it waited for was placed by the run that started it.
@@ -70,7 +84,15 @@ def stamp_matches(stamp, algo, digest, size, mtime):
     return stamp.get("algo") == algo and stamp.get("digest") == digest
 
 
-def curl_argv(url, part, resume=True, connect_timeout=30):
+def hash_script(algo, path):
+    """The shell command printing path's digest first (git-sha1: sha1 of "blob <size>\\0" and the content)."""
+    q = shlex.quote(path)
+    if algo == "git-sha1":
+        return f"{{ printf 'blob %s\\000' \"$(stat -c %s {q})\" && cat {q}; }} | sha1sum"
+    return f"{HASH_TOOLS[algo]} {q}"
+
+
+def curl_argv(url, part, resume=True, connect_timeout=30, proxy="", header_file=""):
     """The curl command that fetches url into part."""
     argv = [
         "curl",
@@ -81,6 +103,10 @@ def curl_argv(url, part, resume=True, connect_timeout=30):
         "--connect-timeout",
         str(connect_timeout),
     ]
+    if proxy:
+        argv += ["--proxy", proxy]
+    if header_file:
+        argv += ["--header", f"@{header_file}"]
     if resume:
         argv += ["--continue-at", "-"]
     return argv + ["--output", part, url]
@@ -91,15 +117,20 @@ def unit_name(part):
     return "ailab-fetch-" + hashlib.sha256(part.encode()).hexdigest()[:16]
 
 
-def fetch_job(url, part, resume=True):
+def fetch_job(url, part, resume=True, proxy="", header_file=""):
     """The shell job that downloads url into part, curl's status in <part>.rc, its errors in <part>.log.
 
     curl runs only while the job holds an exclusive flock on part; when another
     downloader holds it the job exits with LOCK_BUSY at once and writes nothing.
+    A header file (the token) is removed when curl ends.
     """
     base = shlex.quote(part)
-    curl = " ".join(shlex.quote(a) for a in curl_argv(url, part, resume=resume))
+    curl = " ".join(
+        shlex.quote(a) for a in curl_argv(url, part, resume=resume, proxy=proxy, header_file=header_file)
+    )
     inner = f"{curl} 2>{base}.log; echo $? > {base}.rc"
+    if header_file:
+        inner += f"; rm -f {shlex.quote(header_file)}"
     return f"flock --nonblock --conflict-exit-code {LOCK_BUSY} {base} sh -c {shlex.quote(inner)}"
 
 
@@ -133,7 +164,23 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(
-        ("url", "dest", "algo", "digest", "stamp", "owner", "group", "mode", "poll", "timeout", "name")
+        (
+            "url",
+            "dest",
+            "algo",
+            "digest",
+            "stamp",
+            "owner",
+            "group",
+            "mode",
+            "poll",
+            "timeout",
+            "name",
+            "size",
+            "proxy",
+            "token",
+            "auth_dir",
+        )
     )
 
     def _sh(self, script, check=True):
@@ -151,14 +198,17 @@ class ActionModule(ActionBase):
 
     def _hash(self, algo, path, name, size):
         display.display(f"model_store: {name}: verifying {human_bytes(size or 0)} ({algo})")
-        out = self._sh(f"{HASH_TOOLS[algo]} {shlex.quote(path)}")["stdout"].split()
+        out = self._sh(hash_script(algo, path))["stdout"].split()
         return out[0].lower()
 
     def _remote_size(self, url):
+        if self._known_size is not None:
+            return self._known_size
         if url.startswith("file://"):
             return self._size_mtime(url[len("file://") :])[0]
         q = shlex.quote(url)
-        out = self._sh(f"curl --silent --location --head --connect-timeout 30 {q} || true")["stdout"]
+        proxy = f"--proxy {shlex.quote(self._proxy)} " if self._proxy else ""
+        out = self._sh(f"curl --silent --location --head --connect-timeout 30 {proxy}{q} || true")["stdout"]
         length = None
         for line in out.splitlines():
             key, _, value = line.partition(":")
@@ -169,10 +219,30 @@ class ActionModule(ActionBase):
     def _status(self, part, unit):
         return parse_status(self._sh(status_script(part, unit))["stdout"])
 
+    def _header_file(self, unit):
+        """Write the token's Authorization header to a 0600 file under auth_dir, through stdin; its path."""
+        if not self._token:
+            return ""
+        path = f"{self._auth_dir}/{unit}.auth"
+        result = self._low_level_execute_command(
+            "/bin/sh -c "
+            + shlex.quote(
+                f"umask 077 && mkdir -p {shlex.quote(self._auth_dir)} && cat > {shlex.quote(path)}"
+            ),
+            sudoable=True,
+            in_data=f"Authorization: Bearer {self._token}\n".encode(),
+        )
+        if result["rc"] != 0:
+            raise AnsibleActionFail(
+                f"could not write the token's header file under {self._auth_dir} (rc={result['rc']})"
+            )
+        return path
+
     def _start(self, url, part, unit, resume):
         """Start the download job in the background, outliving this connection."""
         base = shlex.quote(part)
-        job = shlex.quote(fetch_job(url, part, resume=resume))
+        header_file = self._header_file(unit)
+        job = shlex.quote(fetch_job(url, part, resume=resume, proxy=self._proxy, header_file=header_file))
         result = self._sh(
             f"rm -f {base}.rc {base}.log; "
             # A transient systemd unit outlives the ssh session that started it;
@@ -313,6 +383,11 @@ class ActionModule(ActionBase):
         if algo not in HASH_TOOLS:
             raise AnsibleActionFail(f"checksum algorithm {algo!r} is not accepted")
         name = args.get("name") or dest
+        size_arg = args.get("size")
+        self._known_size = int(size_arg) if size_arg not in (None, "") else None
+        self._proxy = str(args.get("proxy") or "")
+        self._token = str(args.get("token") or "")
+        self._auth_dir = str(args.get("auth_dir") or "/run/ailab-model-store")
         poll = max(1, int(args.get("poll", 10)))
         timeout = int(args.get("timeout", 86400))
         directory, _, base = dest.rpartition("/")
