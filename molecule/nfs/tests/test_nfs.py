@@ -114,6 +114,33 @@ def test_verified_models_carry_a_stamp_with_size_and_mtime(hosts):
     )
 
 
+REPO_Q4_SHA256 = "51f1d8484c46dae31316fe1a607246b05592b2877c55ed68e2947d8723eab023"
+REPO_COMMIT = "33296f379fb5989c455b870605396a0262895fa1"
+
+
+def test_repository_files_are_in_its_directory_verified(hosts):
+    store = hosts["ailab-nfs-store"]
+    repo = f"{STORE}/tiny-model-GGUF"
+    assert sorted(store.file(repo).listdir()) == ["README.md", "tiny-Q4_K_M.gguf"]
+    assert store.file(f"{repo}/tiny-Q4_K_M.gguf").sha256sum == REPO_Q4_SHA256
+    assert store.file(f"{repo}/tiny-Q4_K_M.gguf").mode == 0o644
+    assert store.file(repo).mode == 0o755
+    readme = store.file(f"{STORE}/.model_store/tiny-model-GGUF/files/README.md.json").content_string
+    assert '"algo": "git-sha1"' in readme
+    record = store.file(f"{STORE}/.model_store/tiny-model-GGUF/repo.json").content_string
+    assert f'"commit": "{REPO_COMMIT}"' in record
+
+
+def test_repository_fetch_resumed_its_partial_file_and_asked_the_hub_once(hosts):
+    """Converge asked the Hub once; the idempotence and check runs asked nothing (record and stamps)."""
+    log = hosts["ailab-nfs-store"].file("/var/log/ailab-nfs-hub.log").content_string.splitlines()
+    assert len([line for line in log if line.startswith("hub GET /api/models/")]) == 1
+    assert any(line.startswith("cdn GET /lfs/") and "range=bytes=524288-" in line for line in log)
+    assert not any(
+        "c2b09cfe7f173ca73f839ca42ea2f1265f3cdd577378a8a8684cbab15bf13e91" in line for line in log
+    )  # tiny-Q8_0.gguf, not included
+
+
 def test_absent_model_was_removed(hosts):
     assert not hosts["ailab-nfs-store"].file(f"{STORE}/retired-model.gguf").exists
 
