@@ -22,6 +22,10 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
   ollama_models_dir     OLLAMA_MODELS (default: the planner's ``ollama_models_dir``)
   api_key               textgen --api-key, llama-server --api-key-file (Ollama has none: refused);
                         kept out of the plan (``api_key_set`` says if set)
+  ui_auth               textgen only: the web UI's users, "user:password" or a list of them (from
+                        vault_* variables); required when the UI listens beyond loopback. The
+                        role writes them to a 0600 file passed as --gradio-auth-path; kept out
+                        of the plan (``ui_auth_set`` says if set)
   bind                  the address to listen on (default: the planner's ``bind``)
   ready_timeout (600)   seconds the role waits for the API to list the model
   state (present)       present | absent
@@ -163,6 +167,23 @@ LLAMACPP_OWNED_FLAGS = {
 # '#' is a comment) and a shell-quoted word of textgen's CMD_FLAGS.txt: printable ASCII
 # without spaces carries through all three unchanged.
 API_KEY_RE = re.compile(r"[!-~]{1,512}")
+# textgen's web UI users (ui_auth). Upstream v4.7.3 server.py create_interface() reads
+# --gradio-auth-path as: every line split at ',', each piece stripped, empty ones
+# skipped, then ``tuple(cred.split(':'))`` is handed to Gradio's launch(auth=...). So
+# one entry is exactly one user and one password around a single ':', neither holding
+# ',' or whitespace (printable ASCII 0x21-0x7e less ',' and ':'), 1-256 characters.
+UI_AUTH_RE = re.compile(r"[!-+\--9;-~]+:[!-+\--9;-~]+")
+UI_AUTH_MAX = 256
+# Where an address keeps textgen on the host itself (the firewall tasks use the same list).
+LOOPBACK_BINDS = ("127.0.0.1", "::1", "localhost")
+# textgen flags the planner refuses in favour of ui_auth: a password on the command line
+# (--gradio-auth) shows in ps, and the file (--gradio-auth-path) is the role's to write.
+TEXTGEN_UI_AUTH_FLAGS = {
+    "--gradio-auth": "set the instance variable ui_auth from a vault variable (kept out of the plan "
+    "and off the command line)",
+    "--gradio-auth-path": "set the instance variable ui_auth from a vault variable; the role writes it "
+    "to a 0600 file and passes that file as --gradio-auth-path",
+}
 # Options of llama-cpp-python's server (the llamacpp backend before llama-server) and
 # what llama-server calls them (llama_cpp/server/settings.py against common/arg.cpp).
 LLAMACPP_PYTHON_RENAMED = {
@@ -201,6 +222,7 @@ INSTANCE_DEFAULTS = {
     "ollama_model": None,
     "ollama_models_dir": None,
     "api_key": None,
+    "ui_auth": None,
     "bind": None,
     "ready_timeout": 600,
     "state": "present",
@@ -530,6 +552,7 @@ def _new_plan(host, inst):
         "fits": False,
         "ready_timeout": inst.get("ready_timeout", 600),
         "api_key_set": bool(inst.get("api_key")),
+        "ui_auth_set": bool(inst.get("ui_auth")),
         "ollama_model": None,
         "reasons": [],
         "warnings": [],
@@ -646,11 +669,79 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
                 "Ollama's server has no API key check (its maintainers point to a proxy in front); "
                 "remove api_key from this instance or serve the model with llamacpp or textgen",
             )
+    out["ui_auth"] = _check_ui_auth(out["ui_auth"], err)
     if out["bind"] is None:
         out["bind"] = bind
     if not isinstance(out["bind"], str) or not out["bind"] or any(c in out["bind"] for c in " #/\n"):
         err("bind", "{!r} is not an address to listen on".format(out["bind"]))
     return out, errors
+
+
+def _check_ui_auth(value, err):
+    """The ui_auth entries as a list (None when unset); never shows the value in errors."""
+    if value is None or value == "":
+        return None
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)) or not entries:
+        err(
+            "ui_auth",
+            "must be a string 'user:password' or a list of them, from vault variables; the value is not shown",
+        )
+        return None
+    for number, entry in enumerate(entries, 1):
+        where = "" if isinstance(value, str) else f"entry {number} "
+        if (
+            not isinstance(entry, str)
+            or not 1 <= len(entry) <= UI_AUTH_MAX
+            or not UI_AUTH_RE.fullmatch(entry)
+        ):
+            err(
+                "ui_auth",
+                f"{where}must be 'user:password': one ':' between a user and a password, 1-{UI_AUTH_MAX} "
+                "printable ASCII characters without spaces, commas or another ':' (text-generation-webui "
+                "splits its --gradio-auth-path file at ',' and ':'); the value is not shown",
+            )
+            return None
+    return list(entries)
+
+
+def _ui_auth_rule(plan, inst, backend, user_flags, err):
+    """textgen's web UI beyond loopback needs ui_auth; other backends have no such UI.
+
+    Upstream v4.7.3: the UI and the API share --listen/--listen-host (server.py
+    create_interface: server_name = listen_host or 0.0.0.0 with --listen;
+    modules/api/script.py run_server: the same address), so the UI cannot stay on loopback
+    while the API listens beyond it; --nowebui starts no UI at all, and --share publishes
+    the UI through Gradio's tunnel. modules/shared.py do_cmd_flags_warnings() warns on
+    (--listen or --share) without --gradio-auth(-path) unless --nowebui: the same rule,
+    enforced here instead of logged.
+    """
+    if backend != "textgen":
+        if inst["ui_auth"]:
+            err(
+                "ui_auth",
+                f"only text-generation-webui (backend textgen) has a web UI to protect; {backend} has none: "
+                "remove ui_auth from this instance",
+            )
+        return
+    if "--nowebui" in user_flags:
+        return
+    exposed = inst["bind"] not in LOOPBACK_BINDS
+    if (exposed or "--share" in user_flags) and not inst["ui_auth"]:
+        where = (
+            "listens on {} (beyond loopback)".format(inst["bind"]) if exposed else "is published by --share"
+        )
+        err(
+            "ui_auth",
+            f"the text-generation-webui web UI (port {inst['port']}) {where} and would take anyone "
+            "without a password: set ui_auth ('user:password', or a list) from a vault variable, or bind "
+            "the instance to loopback (127.0.0.1)",
+        )
+    if inst["ui_auth"]:
+        plan["reasons"].append(
+            "Web UI password (ui_auth): written to gradio-auth.txt (mode 0600) in the instance's user-data "
+            "directory and passed as --gradio-auth-path; never on the command line or in the plan."
+        )
 
 
 def model_problem(model, path):
@@ -922,7 +1013,9 @@ def plan_instance(
     # User flags.
     user_lines, forced_layers, user_ctx, user_flags = [], None, None, {}
     if backend == "textgen":
-        parsed = textgen_flags.parse_flags(inst["flags"])
+        parsed = textgen_flags.parse_flags(
+            inst["flags"], dict(textgen_flags.OWNED_FLAGS, **TEXTGEN_UI_AUTH_FLAGS)
+        )
         for msg in parsed["errors"]:
             err("flags", msg)
         for msg in parsed["warnings"]:
@@ -947,6 +1040,7 @@ def plan_instance(
         err("flags", "ollama takes no command-line flags; set OLLAMA_* variables in env")
     elif backend == "llamacpp":
         user_lines = _llamacpp_user_flags(inst["flags"], err)
+    _ui_auth_rule(plan, inst, backend, user_flags, err)
     if user_ctx and inst["ctx_size"] and user_ctx != inst["ctx_size"]:
         err(
             "flags",

@@ -536,3 +536,39 @@ def test_textgen_standin_finds_a_transformers_model_only_by_name_under_its_model
     with textgen_serving(textgen, data, api):
         served = [m["id"] for m in get(f"http://127.0.0.1:{api}/v1/models")["data"]]
         assert served == ([] if absolute else ["tiny-hf"])
+
+
+def test_textgen_standin_reads_the_ui_password_file_as_upstream_does(textgen, tmp_path):
+    # server.py create_interface() (v4.7.3): lines split at ',', pairs split at ':'.
+    data = tmp_path / "inst"
+    data.mkdir()
+    auth = tmp_path / "gradio-auth.txt"
+    auth.write_text("alice:s3cret-ui\nbob:pw2, carol:pw3\n")
+    api, ui = free_port(), free_port()
+    (data / "CMD_FLAGS.txt").write_text(
+        f"--api\n--api-port {api}\n--listen-port {ui}\n--gradio-auth-path {auth}\n"
+    )
+    with textgen_serving(textgen, data, api) as proc:
+        wait_port(ui, proc)
+        proc.terminate()
+        err = proc.stderr.read().decode()
+    assert "UI password: 3 user(s)" in err
+    assert "s3cret-ui" not in err
+
+
+def test_textgen_standin_stops_when_the_ui_password_file_cannot_be_read(textgen, tmp_path):
+    # Upstream opens the file with open() while creating the UI: a missing file stops it.
+    data = tmp_path / "inst"
+    data.mkdir()
+    (data / "CMD_FLAGS.txt").write_text(
+        f"--listen-port {free_port()}\n--gradio-auth-path {tmp_path}/missing.txt\n"
+    )
+    proc = subprocess.run(
+        [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
+        cwd=textgen,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "missing.txt" in proc.stderr

@@ -24,6 +24,10 @@ What it reproduces from upstream v4.7.3 (oobabooga/text-generation-webui, commit
   ``--listen-port`` (7860) unless ``--nowebui``; the OpenAI API on ``--api-port`` (5000)
   with ``--api``; ``--api-key`` checked as a Bearer token; without ``--listen`` the API
   answers 400 to Host headers other than localhost/127.0.0.1;
+- the web UI's passwords (server.py ``create_interface``): ``--gradio-auth`` split at
+  ',' and ``--gradio-auth-path`` read line by line, split at ',' and ':' as upstream
+  does; an unreadable file stops startup as upstream's ``open()`` does. The stand-in
+  logs how many users it read, never the pairs, and serves no login page;
 - GET /v1/models lists the named model; GET /v1/internal/model/info; POST
   /v1/completions and /v1/chat/completions (non-streaming) shaped as upstream's
   modules/api/completions.py shapes them (``cmpl-``/``chatcmpl-`` ids, usage counted by
@@ -88,6 +92,17 @@ def cmd_flags(directory):
         lines = [line.strip() for line in fh]
     kept = [line for line in lines if line and not line.startswith("#")]
     return shlex.split(" ".join(kept))
+
+
+def gradio_auth(args):
+    """Upstream v4.7.3 server.py create_interface(): the credentials handed to Gradio."""
+    auth = []
+    if args.gradio_auth:
+        auth.extend(x.strip() for x in args.gradio_auth.strip('"').replace("\n", "").split(",") if x.strip())
+    if args.gradio_auth_path:
+        with open(args.gradio_auth_path, encoding="utf8") as file:
+            auth.extend(x.strip() for line in file for x in line.split(",") if x.strip())
+    return [tuple(cred.split(":")) for cred in auth]
 
 
 def build_parser():
@@ -458,6 +473,8 @@ def main(argv):
         )
         log(f"OpenAI-compatible API on {host}:{args.api_port or 5000}")
     if not args.nowebui:
+        auth = gradio_auth(args)
+        log(f"UI password: {len(auth)} user(s)" if auth else "UI password: none")
         servers.append(ThreadingHTTPServer((host, args.listen_port or 7860), UIHandler))
         log(f"UI on {host}:{args.listen_port or 7860}")
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
