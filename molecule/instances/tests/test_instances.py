@@ -259,6 +259,27 @@ def test_textgen_cmd_flags_hold_the_plan(host):
     assert not any("#" in line for line in lines), "inline comments break upstream's parser"
 
 
+def test_textgen_ui_password_file_is_private_and_only_its_path_is_on_the_command_line(host):
+    # ui_auth (required: coder listens on the host's address) is written in the format
+    # upstream's server.py create_interface() reads --gradio-auth-path: user:password lines.
+    auth = host.file("/srv/textgen/coder/gradio-auth.txt")
+    assert auth.user == "textgen" and auth.group == "textgen"
+    assert auth.mode == 0o600
+    assert auth.content_string == "admin:standin-ui-pass\n"
+    lines = host.file("/srv/textgen/coder/CMD_FLAGS.txt").content_string.splitlines()
+    assert "--gradio-auth-path /srv/textgen/coder/gradio-auth.txt" in lines
+    assert not any("standin-ui-pass" in line for line in lines)
+    assert "standin-ui-pass" not in host.check_output("ps -eo args")
+    # The stand-in reads the file as the service user, as upstream does at startup.
+    journal = host.check_output("journalctl -u textgen-coder.service --no-pager -o cat")
+    assert "UI password: 1 user(s)" in journal.split("stand-in for text-generation-webui")[-1]
+
+
+def test_removed_textgen_instance_lost_its_ui_password_file_but_kept_its_user_data(host):
+    assert host.file("/srv/textgen/scratch").is_directory
+    assert not host.file("/srv/textgen/scratch/gradio-auth.txt").exists
+
+
 def test_textgen_unit_runs_server_py_with_the_user_data_dir(host):
     unit = host.file("/etc/systemd/system/textgen-coder.service").content_string
     assert (
