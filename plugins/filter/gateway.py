@@ -11,6 +11,7 @@ Pure functions, importable by tests:
 - ``gateway_routes_from_hostvars(hosts, hostvars, gateway_host)``: the same from Ansible's
   ``hostvars`` (each host's ``__model_instances_plan``, its ``model_instances`` items'
   ``api_key`` and its default IPv4 address), plus ``unplanned``: the hosts without a plan in this run.
+- ``gateway_route_lines(routes)``: the routes as preview lines, without their keys.
 """
 
 import posixpath
@@ -88,11 +89,11 @@ def gateway_routes(plans, addresses, api_keys=None, gateway_host=None):
     return {"routes": routes, "errors": errors}
 
 
-def gateway_routes_from_hostvars(hosts, hostvars, gateway_host=None):
+def gateway_routes_from_hostvars(hosts, hostvars, gateway_host=None, plan_var="__model_instances_plan"):
     plans, addresses, keys, unplanned = {}, {}, {}, []
     for host in hosts or []:
         hv = hostvars.get(host) or {}
-        plan = hv.get("__model_instances_plan")
+        plan = hv.get(plan_var)
         if not plan:
             unplanned.append(host)
             continue
@@ -110,9 +111,27 @@ def gateway_routes_from_hostvars(hosts, hostvars, gateway_host=None):
     return out
 
 
+def gateway_route_lines(routes):
+    """One line per route for a preview (playbooks/plan.yml): name, where it goes, and
+    whether it carries the instance's key (never the key itself)."""
+    lines = []
+    for route in routes or []:
+        what = (
+            f"alias of {route['alias_of']}"
+            if route.get("alias_of")
+            else f"{route.get('host')}/{route.get('name')}"
+        )
+        key = ", with the instance's key" if route.get("api_key") else ""
+        lines.append(
+            f"{route.get('name')} -> {route.get('api_base')} ({what}, {route.get('backend')}, model {route.get('model')}{key})"
+        )
+    return lines
+
+
 class FilterModule:
     def filters(self):
         return {
             "gateway_routes": gateway_routes,
             "gateway_routes_from_hostvars": gateway_routes_from_hostvars,
+            "gateway_route_lines": gateway_route_lines,
         }

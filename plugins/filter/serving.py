@@ -71,6 +71,17 @@ def serving_store_root(model_store, host):
     return serving_plan.store_root(model_store, host)
 
 
+def serving_default_bind(host, gateway=None, address=""):
+    """The address an instance listens on when it sets no ``bind``: loopback, unless a
+    gateway on another host must reach it (``gateway.host`` names another host): then the
+    host's own address (``address``, its default IPv4 address), behind the instances'
+    firewall. Without an address, loopback: the gateway's routes then refuse it by name.
+    The one rule behind model_instances_bind and playbooks/plan.yml.
+    """
+    other = isinstance(gateway, dict) and gateway.get("host") and gateway.get("host") != host
+    return address if other and address else "127.0.0.1"
+
+
 def serving_model_paths(instances, model_root=None):
     """``model_instances | serving_model_paths(model_store.mount_path)``: paths for model_facts."""
     return serving_plan.model_paths(instances, model_root)
@@ -178,6 +189,7 @@ class FilterModule:
         return {
             "serving_plan_host": serving_plan_host,
             "serving_orphans": serving_orphans,
+            "serving_default_bind": serving_default_bind,
             "serving_model_paths": serving_model_paths,
             "serving_plan_table": serving_plan_table,
             "serving_store_pending": serving_store_pending,

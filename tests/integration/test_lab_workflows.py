@@ -9,10 +9,15 @@ import concurrent.futures
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import ansible_mitogen.strategy
+import certifi
+import httpx2 as httpx  # the openai client's own HTTP library
+import openai
 import pytest
 import yaml
 from lab import REPO, VENV_BIN, host_exec, run_playbook, snapshot, write_overlay_inventory
@@ -142,6 +147,111 @@ def test_plan_writes_a_json_plan_per_host(converged_runs):
         data = json.loads((REPO / ".plan" / f"{host}.json").read_text())
         assert data["instances"], host
         assert all(inst["fits"] for inst in data["instances"])
+    # The gateway's routes: localcloud's own instance on loopback (it runs the gateway).
+    assert "gateway on localcloud:" in plan.stdout
+    assert "tiny -> http://127.0.0.1:8081/v1 (localcloud/tiny, llamacpp" in plan.stdout
+
+
+def lab_instance_names() -> set:
+    names = set()
+    for host in ("localcloud", "workstation", "amdbox"):
+        data = yaml.safe_load((REPO / "inventory" / "lab" / "host_vars" / f"{host}.yml").read_text())
+        names |= {
+            i["name"] for i in data.get("model_instances", []) if i.get("state", "present") == "present"
+        }
+    return names
+
+
+@pytest.fixture(scope="module")
+def gateway_client(lab):
+    """How `make lab` tells this machine to reach the gateway: lab_complete.yml's .lab/gateway.json."""
+    run = run_playbook("playbooks/lab_complete.yml")
+    assert run.rc == 0, run.failure_messages()
+    info = json.loads((REPO / ".lab" / "gateway.json").read_text())
+    assert info["url"].startswith("https://") and info["url"] in run.stdout
+    return info
+
+
+def openai_client(info, key=None, ca=None):
+    tls = ssl.create_default_context(cafile=ca or info["ca_file"])
+    key = Path(info["api_key_file"]).read_text().strip() if key is None else key
+    return openai.OpenAI(
+        base_url=info["url"] + "/v1",
+        api_key=key,
+        max_retries=0,
+        http_client=httpx.Client(verify=tls, timeout=120),
+    )
+
+
+def test_gateway_lists_a_route_for_every_lab_instance(gateway_client):
+    routes = {m.id for m in openai_client(gateway_client).models.list()}
+    assert routes == lab_instance_names()
+
+
+@pytest.mark.parametrize("route", ["tiny", "coder"])
+def test_chat_by_route_name_reaches_llama_server_through_the_gateway(gateway_client, route):
+    """tiny: llama.cpp's llama-server; coder: textgen, whose GGUF loader runs llama-server."""
+    reply = openai_client(gateway_client).chat.completions.create(
+        model=route, max_tokens=8, temperature=0, messages=[{"role": "user", "content": "Once upon a time"}]
+    )
+    assert reply.usage.completion_tokens > 0 and reply.choices[0].message.content
+    assert "stand-in" not in reply.choices[0].message.content
+
+
+def test_gateway_refuses_a_missing_or_wrong_key_with_401(gateway_client):
+    with pytest.raises(openai.AuthenticationError) as wrong:
+        openai_client(gateway_client, key="wrong-key-0123456789").models.list()
+    assert wrong.value.status_code == 401
+    tls = ssl.create_default_context(cafile=gateway_client["ca_file"])
+    assert httpx.get(gateway_client["url"] + "/v1/models", verify=tls, timeout=30).status_code == 401
+
+
+def test_gateway_certificate_verifies_against_the_lab_ca_only(gateway_client):
+    with pytest.raises(openai.APIConnectionError) as refused:
+        openai_client(gateway_client, ca=certifi.where()).models.list()
+    assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value.__cause__)
+
+
+_CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close(); print('answered')\n"
+    "except ConnectionRefusedError:\n"
+    "    print('refused')\n"
+    "except OSError as e:\n"
+    "    print(type(e).__name__)\n"
+)
+
+
+def connect(container: str, address: str, port: int) -> str:
+    """From inside ``container``: 'answered', 'refused' or the error's name."""
+    return host_exec(container, "python3", "-c", _CONNECT, address, str(port)).stdout.strip()
+
+
+def container_address(container: str) -> str:
+    """The lab host's address on the lab network (its only network)."""
+    return host_exec(container, "hostname", "-I").stdout.split()[0]
+
+
+def test_instance_ports_answer_the_gateway_host_only_and_keep_doing_so_after_a_restart(lab):
+    """workstation's instances listen on its lab address (the gateway on localcloud must
+    reach them); nftables admits localcloud and loopback and refuses amdbox, also after
+    the host restarts (the rules load at boot, before the network)."""
+    ws, lc, amd = (lab["hosts"][h] for h in ("workstation", "localcloud", "amdbox"))
+    address = container_address(ws)
+    ports = (5010, 7861, 11435)  # coder's API and UI, chat's Ollama
+
+    def states():
+        return {p: (connect(lc, address, p), connect(amd, address, p)) for p in ports}
+
+    assert states() == {p: ("answered", "refused") for p in ports}
+    subprocess.run(["docker", "restart", ws], check=True, capture_output=True)
+    host_exec(ws, "systemctl", "is-system-running", "--wait", check=False)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and states() != {p: ("answered", "refused") for p in ports}:
+        time.sleep(3)
+    assert states() == {p: ("answered", "refused") for p in ports}
+    assert "ailab_instances" in host_exec(ws, "nft", "list", "tables").stdout
 
 
 def test_ollama_gets_upstream_rocm_libraries_on_the_amd_host_only(lab):
@@ -238,7 +348,7 @@ def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, 
 
 _COMPLETION = (
     "import json, urllib.request, socket;"
-    "addr = socket.gethostbyname(socket.gethostname());"
+    "addr = '127.0.0.1';"  # localcloud runs the gateway: its instances listen on loopback
     "req = urllib.request.Request('http://%%s:%d/v1/completions' %% addr,"
     " data=json.dumps({'prompt': 'Hello', 'max_tokens': 8}).encode(), headers={'Content-Type': 'application/json'});"
     "print(urllib.request.urlopen(req, timeout=60).read().decode())"

@@ -1,6 +1,6 @@
 """plugins/filter/gateway.py: the gateway's routes from the serving plans of every host."""
 
-from gateway import gateway_routes, gateway_routes_from_hostvars
+from gateway import gateway_route_lines, gateway_routes, gateway_routes_from_hostvars
 
 
 def inst(name, backend="llamacpp", port=8081, **kw):
@@ -85,3 +85,31 @@ def test_hosts_without_a_plan_in_this_run_are_reported():
     out = gateway_routes_from_hostvars(["a", "b", "c"], hostvars, "a")
     assert out["unplanned"] == ["b", "c"]
     assert [(r["name"], r.get("api_key")) for r in out["routes"] if "alias_of" not in r] == [("llm", "k")]
+
+
+def test_route_preview_lines_name_the_endpoint_and_never_show_a_key():
+
+    routes = [
+        {
+            "name": "tiny",
+            "host": "lc",
+            "backend": "llamacpp",
+            "model": "t.gguf",
+            "api_base": "http://127.0.0.1:8081/v1",
+            "api_key": "sekret-key",
+        },
+        {
+            "name": "t.gguf",
+            "host": "lc",
+            "backend": "llamacpp",
+            "model": "t.gguf",
+            "api_base": "http://127.0.0.1:8081/v1",
+            "alias_of": "tiny",
+        },
+    ]
+    lines = gateway_route_lines(routes)
+    assert lines == [
+        "tiny -> http://127.0.0.1:8081/v1 (lc/tiny, llamacpp, model t.gguf, with the instance's key)",
+        "t.gguf -> http://127.0.0.1:8081/v1 (alias of tiny, llamacpp, model t.gguf)",
+    ]
+    assert not any("sekret" in line for line in lines)

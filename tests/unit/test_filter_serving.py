@@ -30,6 +30,7 @@ def test_filter_module_registers_every_filter():
     names = set(serving.FilterModule().filters())
     assert names == {
         "serving_plan_host",
+        "serving_default_bind",
         "serving_orphans",
         "serving_model_paths",
         "serving_plan_table",
@@ -177,3 +178,20 @@ def test_store_root_is_the_store_itself_on_its_server_and_the_mount_elsewhere():
     assert serving.serving_store_root(store, "nas") == "/srv/store"
     assert serving.serving_store_root(store, "ws") == "/media/data/models"
     assert serving.serving_store_root({}, "ws") is None
+
+
+# The one default listen address (model_instances_bind, playbooks/plan.yml).
+def test_default_bind_is_loopback_without_a_gateway_elsewhere():
+    from serving import serving_default_bind
+
+    assert serving_default_bind("ws", {}, "10.0.0.5") == "127.0.0.1"
+    # On the gateway host itself the gateway reaches loopback.
+    assert serving_default_bind("lc", {"host": "lc"}, "10.0.0.2") == "127.0.0.1"
+
+
+def test_default_bind_is_the_hosts_address_when_a_gateway_elsewhere_must_reach_it():
+    from serving import serving_default_bind
+
+    assert serving_default_bind("ws", {"host": "lc"}, "10.0.0.5") == "10.0.0.5"
+    # No address known: loopback, which the gateway's routes then refuse by name.
+    assert serving_default_bind("ws", {"host": "lc"}, "") == "127.0.0.1"

@@ -77,9 +77,19 @@ def test_plan_prints_the_table_and_writes_the_host_json(lab):
     assert coder["loader"] == "llama.cpp" and coder["fits"] is True
     assert "--ctx-size 2048" in coder["cmd_flags"].splitlines()
     assert coder["model"] == str(lab / "models" / GGUF_NAME)
-    # The deploy's default bind (model_instances: the host's default IPv4 address, else
-    # loopback), not an address of the preview's own.
-    assert chat_plan["env"]["OLLAMA_HOST"] == f"{default_ipv4()}:11435"
+    # The deploy's default bind (serving_default_bind, as model_instances has it): loopback
+    # without a gateway on another host, not an address of the preview's own.
+    assert chat_plan["env"]["OLLAMA_HOST"] == "127.0.0.1:11435"
+
+
+def test_plan_binds_the_hosts_address_when_a_gateway_elsewhere_must_reach_it(lab):
+    chat = {"name": "chat", "backend": "ollama", "model": str(lab / "models" / GGUF_NAME), "port": 11435}
+    inventory = write_inventory(lab, [chat], gateway={"host": "gw", "port": 4000})
+    proc = run_plan(inventory, lab / "plan")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = json.loads((lab / "plan" / "planhost.json").read_text())
+    assert plan["instances"][0]["env"]["OLLAMA_HOST"] == f"{default_ipv4()}:11435"
+    assert "gateway on gw:" in proc.stdout
 
 
 def default_ipv4():
