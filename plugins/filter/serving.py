@@ -96,21 +96,31 @@ def serving_store_pending(models, store_models, mount_path, instances=None, stor
     Returns ``{"src": {path: path to inspect on the store server}, "url": {path: url},
     "instances": [names of instances whose model only a download will bring]}``:
     a model with a local ``src`` can be inspected there before the store copies it;
-    one with a ``url`` can only be planned once it is downloaded. A missing model under
+    one with a ``url`` can only be planned once it is downloaded, as can a file inside a
+    repository entry's directory (``repo``; its "url" is ``hf:<repo>@<revision>/<file>``,
+    for the message only: whether the repository holds it is the store's to check).
+    A missing model under
     ``mount_path`` that the store does not declare (copied there by hand) is inspected
     in the store itself: on a freshly installed host the mount does not exist until the
     store play has run, and the model must not be refused for that.
     """
-    declared = {}
+    declared, repos = {}, {}
     for entry in store_models or []:
         if not isinstance(entry, dict) or entry.get("state", "present") == "absent" or not entry.get("name"):
             continue
         path = serving_plan.resolve_model_path(str(entry["name"]), mount_path)
         declared[path] = entry
+        if entry.get("repo"):
+            repos[path.rstrip("/") + "/"] = entry
     pending = {"src": {}, "url": {}, "instances": []}
     for path, facts in (models or {}).items():
         missing = isinstance(facts, dict) and str(facts.get("error") or "").endswith("does not exist")
         if not missing:
+            continue
+        repo_dir = next((d for d in repos if path.startswith(d)), None)
+        if repo_dir is not None:
+            entry = repos[repo_dir]
+            pending["url"][path] = f"hf:{entry['repo']}@{entry.get('revision')}/{path[len(repo_dir) :]}"
             continue
         if path not in declared:
             rel = posixpath.relpath(path, mount_path) if mount_path and posixpath.isabs(path) else ""

@@ -119,6 +119,28 @@ def test_store_pending_finds_missing_models_the_store_will_copy_or_download():
     assert pending["instances"] == ["two"]
 
 
+def test_store_pending_waits_for_a_file_inside_a_repository_entry_the_store_will_fetch():
+    """A model inside a repository entry's directory comes only with the store's download."""
+    models = {
+        "/m/repo-GGUF/q4.gguf": {"error": "/m/repo-GGUF/q4.gguf does not exist"},
+        "/m/repo-GGUF-other.gguf": {"error": "/m/repo-GGUF-other.gguf does not exist"},
+    }
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    store_models = [{"name": "repo-GGUF", "repo": "org/repo-GGUF", "revision": commit}]
+    instances = [
+        {"name": "one", "model": "repo-GGUF/q4.gguf"},
+        {"name": "two", "model": "repo-GGUF-other.gguf"},
+    ]
+    pending = serving.serving_store_pending(models, store_models, "/m", instances, store_path="/srv/store")
+    assert pending["url"] == {"/m/repo-GGUF/q4.gguf": f"hf:org/repo-GGUF@{commit}/q4.gguf"}
+    assert pending["instances"] == ["one"]
+    # A name sharing only a prefix with the repository is no part of it: inspected in the store.
+    assert pending["src"] == {"/m/repo-GGUF-other.gguf": "/srv/store/repo-GGUF-other.gguf"}
+    # Once fetched, the file is planned like any other.
+    fetched = serving.serving_store_pending({"/m/repo-GGUF/q4.gguf": MODEL}, store_models, "/m", instances)
+    assert fetched == {"src": {}, "url": {}, "instances": []}
+
+
 def test_store_pending_is_empty_when_every_model_is_there():
     pending = serving.serving_store_pending(
         {"/m/ok.gguf": MODEL}, [{"name": "ok.gguf", "src": "/x"}], "/m", []
