@@ -56,6 +56,7 @@ artifacts: venv
 	$(TIMED) "artifact: gateway wheels" "test -f $(AILAB_CACHE)/gateway/litellm-$(GATEWAY_LITELLM)-wheels.tar.gz.sha256" -- \
 	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_gateway_wheelhouse.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
+	$(BIN)/python tests/fixtures/make_lab_hub.py >/dev/null
 
 # The VM tier's QEMU and its base disk (debootstrap), shared by every clone.
 vm-host-tools:

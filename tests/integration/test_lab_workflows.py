@@ -6,6 +6,8 @@ The tests run in file order and each leaves the lab converged and healthy.
 from __future__ import annotations
 
 import concurrent.futures
+import fnmatch
+import hashlib
 import json
 import os
 import signal
@@ -70,6 +72,15 @@ def apt_offline(containers, offline: bool) -> None:
         host_exec(container, "sh", "-c", script)
 
 
+LOCALCLOUD = yaml.safe_load((REPO / "inventory" / "lab" / "host_vars" / "localcloud.yml").read_text())
+HUB_LOG = LOCALCLOUD["lab_hub"]["log"]
+
+
+def hub_requests(container: str) -> list:
+    """Every request the lab's Hub stand-in and its CDN answered so far, one line each (its --log)."""
+    return host_exec(container, "cat", HUB_LOG).stdout.splitlines()
+
+
 @pytest.fixture(scope="module")
 def converged_runs(lab):
     """The runs a user makes on a converged lab, started side by side: verify, a second
@@ -82,6 +93,9 @@ def converged_runs(lab):
 
     They run with apt's mirrors unreachable and its lists three days old (apt_offline):
     a converged host must rerun without refreshing its package lists.
+
+    ``hub_requests``: the lines the Hub stand-in logged while they ran (read before the
+    first starts and after the last ends): a converged store asks the Hub nothing.
     """
     runs = {
         "verify": ("playbooks/verify.yml", {}),
@@ -91,11 +105,15 @@ def converged_runs(lab):
         "plan": ("playbooks/plan.yml", {}),
     }
     containers = lab["hosts"].values()
+    store = lab["hosts"]["localcloud"]
     apt_offline(containers, True)
     try:
+        hub_before = len(hub_requests(store))
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(runs)) as pool:
             futures = {name: pool.submit(run_playbook, path, **kw) for name, (path, kw) in runs.items()}
-            return {name: future.result() for name, future in futures.items()}
+            done = {name: future.result() for name, future in futures.items()}
+        done["hub_requests"] = hub_requests(store)[hub_before:]
+        return done
     finally:
         apt_offline(containers, False)
 
@@ -117,6 +135,84 @@ def test_second_converge_changes_nothing(converged_runs):
     second = converged_runs["second"]
     assert second.rc == 0, second.failure_messages()
     assert second.changed_tasks() == []
+
+
+def test_second_converge_downloads_no_repository_file(converged_runs):
+    """A repository entry pinned to a commit, its record and stamps in place, costs no
+    network: while the second converge (and the runs beside it) ran, the Hub stand-in
+    answered no request, neither model info nor file."""
+    assert converged_runs["second"].rc == 0
+    assert converged_runs["hub_requests"] == []
+
+
+def repo_entries() -> list:
+    entries = yaml.safe_load((REPO / "inventory" / "lab" / "group_vars" / "all.yml").read_text())
+    return [m for m in entries["model_store_models"] if m.get("repo")]
+
+
+def test_repository_entries_are_in_the_store_at_their_pinned_commit(lab):
+    """Each repository entry's directory holds the files its include picks, byte for byte the
+    stand-in's (the same files `make artifacts` wrote under $AILAB_CACHE/models/hub), and its
+    record names the pinned commit, which the stand-in gives those files on this machine too."""
+    store = lab["hosts"]["localcloud"]
+    hub_dir = Path(os.environ.get("AILAB_CACHE", "/var/cache/ailab")) / "models" / "hub"
+    commits = subprocess.run(
+        [
+            str(VENV_BIN / "python"),
+            str(REPO / "tests" / "standins" / "hf_hub" / "hf_hub_standin.py"),
+            "--repos",
+            str(hub_dir / "repos.json"),
+            "--print-commits",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    commits = json.loads(commits.stdout)
+    spec = {r["id"]: r for r in json.loads((hub_dir / "repos.json").read_text())["repos"]}
+    entries = repo_entries()
+    assert len(entries) == 2
+    for entry in entries:
+        assert commits[entry["repo"]]["main"] == entry["revision"], (
+            f"{entry['repo']}: the stand-in's files give another commit than the inventory pins"
+        )
+        record = json.loads(
+            host_exec(store, "cat", f"/srv/models/.model_store/{entry['name']}/repo.json").stdout
+        )
+        assert record["commit"] == entry["revision"]
+        files = spec[entry["repo"]]["commits"][-1]["files"]
+        wanted = sorted(
+            p
+            for p in files
+            if not entry.get("include") or any(fnmatch.fnmatchcase(p, g) for g in entry["include"])
+        )
+        assert sorted(f["path"] for f in record["files"]) == wanted
+        listed = host_exec(store, "find", f"/srv/models/{entry['name']}", "-type", "f", "-printf", "%P\\n")
+        assert sorted(listed.stdout.split()) == wanted
+        sums = host_exec(
+            store, "sh", "-c", f"cd /srv/models/{entry['name']} && sha256sum " + " ".join(wanted)
+        )
+        got = dict(reversed(line.split("  ", 1)) for line in sums.stdout.splitlines())
+        for path in wanted:
+            source = files[path]
+            data = (hub_dir / source["path"]).read_bytes() if "path" in source else source["text"].encode()
+            assert got[path] == hashlib.sha256(data).hexdigest(), path
+    # Two quantizations in the GGUF repository, the one include picks in the store.
+    gguf = next(e for e in entries if e["name"] == "tiny-llama-GGUF")
+    assert {"tiny-llama-F32.gguf", "tiny-llama-F16.gguf"} <= set(spec[gguf["repo"]]["commits"][-1]["files"])
+    assert host_exec(
+        store, "test", "-e", "/srv/models/tiny-llama-GGUF/tiny-llama-F16.gguf", check=False
+    ).returncode
+
+
+def test_instance_on_a_repository_file_answers_a_completion(lab):
+    """hubtiny's model is a path inside the repository entry's directory in the store."""
+    store = lab["hosts"]["localcloud"]
+    unit = host_exec(store, "systemctl", "cat", "llamacpp-hubtiny.service").stdout
+    assert "/srv/models/tiny-llama-GGUF/tiny-llama-F32.gguf" in unit
+    answer = host_exec(store, "python3", "-c", _COMPLETION % 8085)
+    reply = json.loads(answer.stdout)
+    assert reply["choices"][0]["text"] is not None and reply["usage"]["completion_tokens"] > 0
 
 
 def test_mitogen_no_op_run_matches_the_default_one(converged_runs):
