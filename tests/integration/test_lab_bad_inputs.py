@@ -283,6 +283,53 @@ CASES = [
         ),
         ["localcloud", "wrong.gguf", "checksum"],
     ),
+    # The lab's repository entries (served by the Hub stand-in, see host_vars/localcloud.yml),
+    # changed: refused before any change, the Hub not asked. (An include that matches no file
+    # of the repository, a revision it does not have, a checksum mismatch are the store's
+    # findings at run time: unit tests of the role cover them.)
+    (
+        "repo-moving-revision",
+        "localcloud",
+        None,
+        {
+            "all": {
+                "model_store_models": [
+                    with_(m, revision="main") if m.get("repo") else m for m in ALL["model_store_models"]
+                ]
+            }
+        },
+        ["localcloud", "tiny-llama-GGUF", "'main'", "allow_moving_revision"],
+    ),
+    (
+        "repo-with-checksum",
+        "localcloud",
+        None,
+        store_models(
+            {
+                "name": "other-GGUF",
+                "repo": "ailab-lab/tiny-llama-GGUF",
+                "revision": "0" * 40,
+                "checksum": SHA_ZERO,
+            }
+        ),
+        ["localcloud", "other-GGUF", "checksum"],
+    ),
+    (
+        "repo-include-not-globs",
+        "localcloud",
+        None,
+        store_models(
+            {"name": "other-GGUF", "repo": "ailab-lab/tiny-llama-GGUF", "revision": "0" * 40, "include": [3]}
+        ),
+        ["localcloud", "other-GGUF", "include"],
+    ),
+    (
+        "file-inside-a-repo-directory",
+        "localcloud",
+        None,
+        store_models({"name": "tiny-llama-GGUF/extra.gguf", "src": "/srv/lab-sources/tiny-llama-F32.gguf"}),
+        ["localcloud", "tiny-llama-GGUF/extra.gguf", "inside", "repo entry tiny-llama-GGUF"],
+    ),
     ("gateway-host-unknown", "localcloud", None, gateway(host="nowhere"), ["gateway.host", "nowhere"]),
     (
         "gateway-without-master-key",
