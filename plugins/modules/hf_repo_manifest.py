@@ -48,7 +48,7 @@ options:
     type: bool
     default: false
   token:
-    description: A Hub access token for private or gated repositories (sent as C(Authorization: Bearer)).
+    description: A Hub access token for private or gated repositories (sent as an C(Authorization) bearer token).
     type: str
     default: ""
   endpoint:

@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: instance_memory
 short_description: Measure the host RAM and GPU memory each model instance's unit uses
 description:
-  - Host RAM is systemd's C(MemoryCurrent) of each unit (its control group: the server and every
+  - Host RAM is systemd's C(MemoryCurrent) of each unit (its control group, the server and every
     child, such as text-generation-webui's llama-server), read with one C(systemctl show).
   - GPU memory is what C(nvidia-smi --query-compute-apps) reports per process, each process counted
     for the unit it runs in (C(ps -e -o pid=,unit=)), per GPU (PCI bus id). Hosts without a working

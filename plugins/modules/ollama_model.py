@@ -12,7 +12,7 @@ description:
     path, size, mtime and inode are the ones it was taken from; a missing, broken or foreign
     stamp counts as none and is rewritten.
   - Asks the instance (C(POST /api/show)) whether it knows the model built from that blob; when it
-    does not, runs C(ollama create NAME -f MODELFILE) with the instance's C(OLLAMA_HOST): the
+    does not, runs C(ollama create NAME -f MODELFILE) with the instance's C(OLLAMA_HOST); the
     client hashes and uploads the file and creates the model (no HTTP call alone does that).
   - Loads the model (C(POST /api/generate) with C(keep_alive=-1)), as Ollama never preloads.
   - Needs nothing but the Python standard library on the target host.
