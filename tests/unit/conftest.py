@@ -9,6 +9,7 @@ import os
 import sys
 
 import ansible.module_utils
+import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODULE_UTILS = os.path.join(ROOT, "plugins", "module_utils")
@@ -19,3 +20,13 @@ for sub in ("modules", "filter"):
     path = os.path.join(ROOT, "plugins", sub)
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """The Hugging Face Hub stand-in on loopback, serving hf_hub_fixtures' repositories."""
+    from hf_hub_fixtures import make_hub
+
+    hub = make_hub(tmp_path)
+    yield hub
+    hub.stop()

@@ -9,17 +9,10 @@ import urllib.request
 
 import pytest
 from ansible.module_utils.hf_repo import fetch_info, git_blob_sha1, manifest_from_info
-from hf_hub_fixtures import PRIVATE_TOKEN, make_hub
+from hf_hub_fixtures import PRIVATE_TOKEN
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.numpy import load_file
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = make_hub(tmp_path)
-    yield hub
-    hub.stop()
 
 
 def _sha256(path):

@@ -7,14 +7,7 @@ import json
 
 import pytest
 from ansible.module_utils import hf_repo
-from hf_hub_fixtures import PRIVATE_TOKEN, make_hub
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = make_hub(tmp_path)
-    yield hub
-    hub.stop()
+from hf_hub_fixtures import PRIVATE_TOKEN
 
 
 def _commits(hub, repo="ailab/tiny-gguf"):

@@ -6,18 +6,10 @@ completed by fetching only what is missing, moving revisions, private repositori
 import json
 import os
 
-import pytest
-from hf_hub_fixtures import PRIVATE_TOKEN, make_hub
+from hf_hub_fixtures import PRIVATE_TOKEN
 from model_store_play import Store, commit_of, needs_playbook, sha256_of
 
 pytestmark = needs_playbook
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = make_hub(tmp_path)
-    yield hub
-    hub.stop()
 
 
 def test_repositories_are_fetched_verified_and_cost_no_network_when_complete(tmp_path, hub):

@@ -3,17 +3,9 @@ checksum (sha256 of an LFS file, git blob id of a small one) with a message nami
 leaving nothing under the final names (run against localhost and the Hub stand-in)."""
 
 import pytest
-from hf_hub_fixtures import make_hub
 from model_store_play import Store, commit_of, needs_playbook
 
 pytestmark = needs_playbook
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = make_hub(tmp_path)
-    yield hub
-    hub.stop()
 
 
 def test_a_file_whose_checksum_does_not_match_fails_leaving_nothing_under_its_name(tmp_path, hub):
