@@ -8,32 +8,19 @@ ToCompleteChunk, ToListCompletion, ToModel) and the errors (NewError). Loopback 
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-from loopback import free_port
+from loopback import free_port, wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STANDIN = os.path.join(ROOT, "tests", "standins", "ollama", "ollama_standin.py")
 NOTE = "stand-in for ollama (tests/standins/ollama): no inference performed"
 TEXT = f"[{NOTE}]"
 WORDS = len(TEXT.split())
-
-
-def wait_port(port, proc, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "the stand-in exited"
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"port {port} never opened")
 
 
 @pytest.fixture(scope="module")

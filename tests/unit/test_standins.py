@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from loopback import wait_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STANDINS = os.path.join(ROOT, "tests", "standins")
@@ -55,18 +56,6 @@ def get(url, data=None, headers=None):
     req = urllib.request.Request(url, data=data, headers=headers or {})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def wait_port(port, proc, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.communicate())
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"port {port} never opened")
 
 
 @pytest.fixture(scope="module")

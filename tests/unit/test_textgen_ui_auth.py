@@ -19,26 +19,12 @@ import yaml
 from ansible.module_utils import serving_plan as sp
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from test_serving_plan import gguf
 
 HERE = os.path.dirname(__file__)
 ROLE = os.path.abspath(os.path.join(HERE, "..", "..", "roles", "textgen_webui"))
 MIB = 1024 * 1024
 SECRET = "alice:Tr0ub4dor&3"
-
-
-def gguf():
-    return {
-        "format": "gguf",
-        "architecture": "qwen2",
-        "context_length": 32768,
-        "layers": 28,
-        "heads": 28,
-        "kv_heads": 4,
-        "embedding_length": 3584,
-        "size_bytes": 4683 * MIB,
-        "complete": True,
-        "servable": True,
-    }
 
 
 def inst(**kw):
