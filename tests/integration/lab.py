@@ -156,12 +156,19 @@ def host_exec(container: str, *argv: str, check: bool = True) -> subprocess.Comp
     return subprocess.run(["docker", "exec", container, *argv], check=check, capture_output=True, text=True)
 
 
+# Unit name prefixes (an awk alternation) whose state is not the toolkit's doing: see snapshot().
+OWN_CLOCK_UNITS = "systemd-|apt-daily|dpkg-db-backup|e2scrub|fstrim|man-db|logrotate"
+
+
 def snapshot(containers) -> dict:
     """File checksums under SNAPSHOT_PATHS and every unit's state, per container.
 
-    systemd's own boot units (``systemd-*``) are left out: their state records how the
-    container booted, not what the toolkit did: ``systemd-modules-load.service`` failed on
-    one boot of the lab image and succeeded on the next in CI, with nothing of ours between.
+    Units the toolkit neither writes nor starts, whose state moves on its own clock, are
+    left out (``OWN_CLOCK_UNITS``): systemd's boot units record how the container booted
+    (``systemd-modules-load.service`` failed on one boot of the lab image and succeeded on
+    the next in CI, with nothing of ours between), and Debian's timers fire while the tests
+    run (``apt-daily-upgrade.timer`` went from ``waiting`` to ``running`` between two
+    snapshots in CI, and its service runs for a while after).
     """
     script = (
         "for p in " + " ".join(SNAPSHOT_PATHS) + "; do "
@@ -169,7 +176,7 @@ def snapshot(containers) -> dict:
         "| sort -z | xargs -0 -r sha256sum; "
         "done; "
         "systemctl list-units --all --no-legend --plain --no-pager "
-        "| awk '$1 !~ /^systemd-/ {print \"unit\", $1, $3, $4}'"
+        f"| awk '$1 !~ /^({OWN_CLOCK_UNITS})/ {{print \"unit\", $1, $3, $4}}'"
     )
     return {c: host_exec(c, "sh", "-c", script).stdout for c in containers}
 
