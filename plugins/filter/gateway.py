@@ -9,17 +9,54 @@ Pure functions, importable by tests:
   the instance's Ollama model) and the instance's own key, if any. A model served by one
   instance only also gets its own name as an alias route.
 - ``gateway_routes_from_hostvars(hosts, hostvars, gateway_host)``: the same from Ansible's
-  ``hostvars`` (each host's ``__model_instances_plan``, its ``model_instances`` items'
-  ``api_key`` and its default IPv4 address), plus ``unplanned``: the hosts without a plan in this run.
+  ``hostvars`` (each host's ``__model_instances_plan``, its instances' keys as
+  ``instance_api_keys`` gives them and its default IPv4 address), plus ``unplanned``: the hosts without a plan in this run.
 - ``gateway_route_lines(routes)``: the routes as preview lines, without their keys.
+- ``instance_api_keys(instances, gateway)``: instance name -> the key its backend requires:
+  the item's own ``api_key``, or, where the inventory has a gateway with a master key, one
+  derived from that key for every backend that takes a key (llama-server
+  ``--api-key-file``, textgen ``--api-key``; Ollama has none). The model_instances role
+  (the instance's flags, its readiness check) and the gateway's routes both take the keys
+  from here, so they cannot differ.
+
+A derived key is HMAC-SHA256(master key, instance name): the same on every run and on every
+host the instance moves to, different per instance (one instance's key opens no other),
+and it does not reveal the master key. Changing the master key changes every derived key,
+and the next run restarts the keyed instances with their new keys.
 """
 
+import hashlib
+import hmac
 import posixpath
 import re
 
 # A route name goes into URLs, JSON and LiteLLM's model list unchanged.
 ROUTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+# Backends that accept a key: llama-server's --api-key-file, textgen's --api-key.
+KEYED_BACKENDS = ("llamacpp", "textgen")
+
+
+def instance_api_key(master_key, name):
+    """The key derived for instance ``name`` from the gateway's master key."""
+    digest = hmac.new(str(master_key).encode(), b"ailab-instance:" + str(name).encode(), hashlib.sha256)
+    return "ailab-instance-" + digest.hexdigest()[:48]
+
+
+def instance_api_keys(instances, gateway=None):
+    """name -> key for ``instances`` (model_instances items) behind ``gateway`` (its mapping)."""
+    master = (gateway or {}).get("master_key") if isinstance(gateway, dict) else None
+    keys = {}
+    for inst in instances or []:
+        if not isinstance(inst, dict) or not isinstance(inst.get("name"), str):
+            continue
+        if inst.get("api_key"):
+            keys[inst["name"]] = inst["api_key"]
+        elif master and inst.get("backend") in KEYED_BACKENDS:
+            keys[inst["name"]] = instance_api_key(master, inst["name"])
+    return keys
 
 
 def _served_model(inst):
@@ -100,12 +137,8 @@ def gateway_routes_from_hostvars(hosts, hostvars, gateway_host=None, plan_var="_
         plans[host] = plan
         facts = hv.get("ansible_facts") or {}
         addresses[host] = (facts.get("default_ipv4") or {}).get("address") or ""
-        # The instances' keys, as the inventory gives them (model_instances items' api_key).
-        keys[host] = {
-            i.get("name"): i.get("api_key")
-            for i in (hv.get("model_instances") or [])
-            if isinstance(i, dict) and i.get("api_key")
-        }
+        # The instances' keys, as the model_instances role gives them to the instances.
+        keys[host] = instance_api_keys(hv.get("model_instances"), hv.get("gateway"))
     out = gateway_routes(plans, addresses, keys, gateway_host)
     out["unplanned"] = unplanned
     return out
@@ -134,4 +167,5 @@ class FilterModule:
             "gateway_routes": gateway_routes,
             "gateway_routes_from_hostvars": gateway_routes_from_hostvars,
             "gateway_route_lines": gateway_route_lines,
+            "instance_api_keys": instance_api_keys,
         }

@@ -210,8 +210,7 @@ def test_instance_on_a_repository_file_answers_a_completion(lab):
     store = lab["hosts"]["localcloud"]
     unit = host_exec(store, "systemctl", "cat", "llamacpp-hubtiny.service").stdout
     assert "/srv/models/tiny-llama-GGUF/tiny-llama-F32.gguf" in unit
-    answer = host_exec(store, "python3", "-c", _COMPLETION % 8085)
-    reply = json.loads(answer.stdout)
+    reply = complete(store, "hubtiny", 8085)
     assert reply["choices"][0]["text"] is not None and reply["usage"]["completion_tokens"] > 0
 
 
@@ -350,6 +349,40 @@ def test_instance_ports_answer_the_gateway_host_only_and_keep_doing_so_after_a_r
     assert "ailab_instances" in host_exec(ws, "nft", "list", "tables").stdout
 
 
+_STATUS = (
+    "import sys, urllib.request, urllib.error\n"
+    "auth = {'Authorization': 'Bearer ' + sys.argv[3]} if len(sys.argv) > 3 else {}\n"
+    "req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode() or None,"
+    " headers={'Content-Type': 'application/json', **auth})\n"
+    "try:\n"
+    "    print(urllib.request.urlopen(req, timeout=60).status)\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    print(e.code)\n"
+)
+
+
+def status(container: str, url: str, body: str = "", *key: str) -> str:
+    return host_exec(container, "python3", "-c", _STATUS, url, body, *key).stdout.strip()
+
+
+def test_instances_behind_the_gateway_refuse_a_request_without_their_key(lab):
+    """No lab instance has an api_key in the inventory, and every llama-server and textgen API
+    still gets one, derived from the gateway's master key: a request that reaches the port
+    (on the instance's own host, or from the gateway host the firewall admits) needs it."""
+    lc, ws = lab["hosts"]["localcloud"], lab["hosts"]["workstation"]
+    body = '{"prompt": "Hello", "max_tokens": 4}'
+    tiny = "http://127.0.0.1:8081/v1/completions"
+    key = host_exec(lc, "cat", "/var/lib/llamacpp/tiny/api-key").stdout.strip()
+    assert status(lc, tiny, body) == "401"
+    assert status(lc, tiny, body, "not-the-key") == "401"
+    assert status(lc, tiny, body, key) == "200"
+    # llama-server: the key is read from its 0600 file, never on the command line.
+    assert key not in host_exec(lc, "ps", "-eo", "args").stdout
+    coder = f"http://{container_address(ws)}:5010/v1/models"
+    assert status(lc, coder) == "401"
+    assert status(lc, coder, "", key) == "401"  # one instance's key opens no other
+
+
 def test_ollama_gets_upstream_rocm_libraries_on_the_amd_host_only(lab):
     """docs/linux.md upstream: an AMD host needs the -rocm archive extracted over the release
     (lib/ollama/rocm/); without it Ollama finds no usable GPU. The NVIDIA host gets none."""
@@ -407,8 +440,7 @@ def test_add_instance_changes_only_that_instance(lab, tmp_path):
     assert "llamacpp-extra.service" in after
     for unit, pid in before.items():
         assert after.get(unit) == pid, f"{unit} was restarted"
-    answer = host_exec(container, "python3", "-c", _COMPLETION % 8091)
-    assert json.loads(answer.stdout)["choices"][0]["text"] is not None
+    assert complete(container, "extra", 8091)["choices"][0]["text"] is not None
     (REPO / ".cache").mkdir(exist_ok=True)
     (REPO / ".cache" / "add_instance_seconds").write_text(f"{elapsed:.1f}\n")
 
@@ -442,13 +474,22 @@ def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, 
     assert run_playbook("site.yml", tags="instances", limit="localcloud").changed_tasks() == []
 
 
+# A completion from a llamacpp instance on its host's loopback (localcloud runs the gateway,
+# so its instances listen there), with the key the role gave it: behind the gateway every
+# llama-server has one (derived from the master key; argv: port, key file).
 _COMPLETION = (
-    "import json, urllib.request, socket;"
-    "addr = '127.0.0.1';"  # localcloud runs the gateway: its instances listen on loopback
-    "req = urllib.request.Request('http://%%s:%d/v1/completions' %% addr,"
-    " data=json.dumps({'prompt': 'Hello', 'max_tokens': 8}).encode(), headers={'Content-Type': 'application/json'});"
+    "import json, sys, urllib.request;"
+    "key = open(sys.argv[2]).read().strip();"
+    "req = urllib.request.Request('http://127.0.0.1:%s/v1/completions' % sys.argv[1],"
+    " data=json.dumps({'prompt': 'Hello', 'max_tokens': 8}).encode(),"
+    " headers={'Content-Type': 'application/json', 'Authorization': 'Bearer ' + key});"
     "print(urllib.request.urlopen(req, timeout=60).read().decode())"
 )
+
+
+def complete(container: str, name: str, port: int) -> dict:
+    out = host_exec(container, "python3", "-c", _COMPLETION, str(port), f"/var/lib/llamacpp/{name}/api-key")
+    return json.loads(out.stdout)
 
 
 def test_interrupted_converge_completes_on_the_next_run(lab):
@@ -584,5 +625,4 @@ def test_new_llama_server_release_restarts_only_llamacpp_instances(lab, tmp_path
     back = run_playbook("site.yml", tags="instances", limit="localcloud")
     assert back.rc == 0, back.failure_messages()
     assert host_exec(container, "ls", "/opt/llama-server").stdout.split()[1:] == ["llama-0c1e570-cpu"]
-    answer = host_exec(container, "python3", "-c", _COMPLETION % 8081)
-    assert json.loads(answer.stdout)["choices"][0]["text"] is not None
+    assert complete(container, "tiny", 8081)["choices"][0]["text"] is not None

@@ -1,6 +1,16 @@
 """plugins/filter/gateway.py: the gateway's routes from the serving plans of every host."""
 
-from gateway import gateway_route_lines, gateway_routes, gateway_routes_from_hostvars
+import hashlib
+import hmac
+
+from ansible.module_utils.serving_plan import API_KEY_RE
+from gateway import (
+    gateway_route_lines,
+    gateway_routes,
+    gateway_routes_from_hostvars,
+    instance_api_key,
+    instance_api_keys,
+)
 
 
 def inst(name, backend="llamacpp", port=8081, **kw):
@@ -113,3 +123,54 @@ def test_route_preview_lines_name_the_endpoint_and_never_show_a_key():
         "t.gguf -> http://127.0.0.1:8081/v1 (alias of tiny, llamacpp, model t.gguf)",
     ]
     assert not any("sekret" in line for line in lines)
+
+
+GATEWAY = {"host": "a", "master_key": "master-test-key"}
+ITEMS = [
+    {"name": "llm", "backend": "llamacpp", "api_key": "own-key"},
+    {"name": "tiny", "backend": "llamacpp"},
+    {"name": "coder", "backend": "textgen"},
+    {"name": "chat", "backend": "ollama"},
+]
+
+
+def test_behind_a_gateway_every_keyed_backend_gets_a_key_and_an_own_key_wins():
+    keys = instance_api_keys(ITEMS, GATEWAY)
+    assert set(keys) == {"llm", "tiny", "coder"}  # Ollama takes no key
+    assert keys["llm"] == "own-key"
+    expected = hmac.new(b"master-test-key", b"ailab-instance:tiny", hashlib.sha256).hexdigest()[:48]
+    assert keys["tiny"] == "ailab-instance-" + expected
+    # One instance's key opens no other; the key does not carry the master key; the planner's
+    # key check (the shape textgen's --api-key and llama-server's key file take) accepts it.
+    assert keys["tiny"] != keys["coder"] and "master-test-key" not in keys["tiny"]
+    assert all(API_KEY_RE.fullmatch(k) for k in keys.values())
+
+
+def test_derived_keys_are_stable_and_change_with_the_master_key():
+    assert instance_api_keys(ITEMS, GATEWAY) == instance_api_keys(list(reversed(ITEMS)), dict(GATEWAY))
+    other = instance_api_keys(ITEMS, dict(GATEWAY, master_key="another-master"))
+    assert other["tiny"] != instance_api_keys(ITEMS, GATEWAY)["tiny"] and other["llm"] == "own-key"
+    assert instance_api_key("m", "tiny") == instance_api_key("m", "tiny") != instance_api_key("m", "tiny2")
+
+
+def test_without_a_gateway_or_its_master_key_only_own_keys_are_used():
+    assert instance_api_keys(ITEMS, {}) == {"llm": "own-key"}
+    assert instance_api_keys(ITEMS, None) == {"llm": "own-key"}
+    assert instance_api_keys(ITEMS, {"host": "a", "master_key": ""}) == {"llm": "own-key"}
+    assert instance_api_keys(None, GATEWAY) == {}
+
+
+def test_routes_carry_the_keys_the_instances_get():
+    hostvars = {
+        "a": {
+            "__model_instances_plan": {
+                "instances": [inst("tiny"), inst("coder", "textgen", 7861, api_port=5010)]
+            },
+            "ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}},
+            "model_instances": ITEMS[1:3],
+            "gateway": GATEWAY,
+        },
+    }
+    out = gateway_routes_from_hostvars(["a"], hostvars, "a")
+    keys = instance_api_keys(ITEMS[1:3], GATEWAY)
+    assert {r["name"]: r["api_key"] for r in out["routes"] if "alias_of" not in r} == keys
