@@ -123,13 +123,14 @@ lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/verify.yml
 	$(BIN)/ansible-playbook playbooks/lab_complete.yml
 
-# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab); llama-server against llama-cpp-python; the gateway's added TTFT and its completions/s.
+# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab); llama-server against llama-cpp-python; the gateway's added TTFT and its completions/s. Then the model store's second run over complete Hugging Face repositories (per-repository cost, Hub requests).
 bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
 	$(BIN)/python benchmarks/bench_plan.py
 	$(BIN)/python benchmarks/bench_lab.py
 	$(BIN)/python benchmarks/bench_llama_server.py
 	$(BIN)/python benchmarks/bench_gateway.py
+	$(BIN)/python benchmarks/bench_store.py
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml
