@@ -48,6 +48,9 @@ def serving_plan_host(
     textgen_version=None,
     gpu_reserve_mib=0,
     host_reserve_mib=0,
+    stage="none",
+    stage_dir=serving_plan.DEFAULT_STAGE_DIR,
+    stage_max_gib=0,
 ):
     """``model_instances | serving_plan_host(host, models, gpu, ...)``: the host plan dict."""
     return serving_plan.plan_host(
@@ -63,7 +66,22 @@ def serving_plan_host(
         textgen_version or None,
         _int_or_none(gpu_reserve_mib, "gpu_reserve_mib") or 0,
         _int_or_none(host_reserve_mib, "host_reserve_mib") or 0,
+        stage or "none",
+        stage_dir,
+        int(float(stage_max_gib or 0) * 1024),
     )
+
+
+def serving_stage_items(plans):
+    """The staged models of a host's instance plans, once each: ``[{src, dest}]`` for the
+    model_stage module (src in the store, dest the path the backend loads)."""
+    items = []
+    for plan in plans or []:
+        if isinstance(plan, dict) and plan.get("staged_from") and plan.get("state", "present") == "present":
+            item = {"src": plan["staged_from"], "dest": plan["model"]}
+            if item not in items:
+                items.append(item)
+    return items
 
 
 def serving_store_root(model_store, host):
@@ -204,6 +222,7 @@ class FilterModule:
             "serving_plan_table": serving_plan_table,
             "serving_store_pending": serving_store_pending,
             "serving_store_root": serving_store_root,
+            "serving_stage_items": serving_stage_items,
             "textgen_cmd_flags": textgen_cmd_flags,
             "textgen_flags_check": textgen_flags_check,
         }

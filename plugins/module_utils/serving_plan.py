@@ -34,6 +34,11 @@ Instance variables (defaults in ``INSTANCE_DEFAULTS``):
   overcommit (false)    plan it as if the GPU and RAM were its alone (the backend may then fail
                         to load it); the plan warns
   priority (0)          the ledger places higher priorities first, then in inventory order
+  stage (the planner's ``stage``, "none")  local: the model (a file or a directory in the store)
+                        is copied to the host's staging directory (``stage_dir``) and loaded
+                        from there, not over NFS; ``staged_from`` keeps the store path. Not for
+                        Ollama, which copies the model into its own models directory. The
+                        staged models of a host must fit ``stage_max_mib`` (0: no limit).
   gpus                  the GPUs it may use, by index (PCI order, as nvidia-smi numbers them) or
                         PCI slot; unset: the first GPU with room for all of it, else every GPU
                         with room (the backend splits it)
@@ -231,7 +236,10 @@ INSTANCE_DEFAULTS = {
     "overcommit": False,
     "gpus": None,
     "priority": 0,
+    "stage": None,
 }
+STAGES = ("none", "local")
+DEFAULT_STAGE_DIR = "/var/lib/ailab/stage"
 
 
 def store_root(model_store, host):
@@ -552,6 +560,10 @@ def _new_plan(host, inst):
         "fits": False,
         "ready_timeout": inst.get("ready_timeout", 600),
         "api_key_set": bool(inst.get("api_key")),
+        # stage: local: the store path the model is copied from, its size (plan["model"] is the copy).
+        "stage": "none",
+        "staged_from": None,
+        "stage_bytes": 0,
         "ui_auth_set": bool(inst.get("ui_auth")),
         "ollama_model": None,
         "reasons": [],
@@ -670,6 +682,13 @@ def check_instance(inst, host, bind=DEFAULT_BIND):
                 "remove api_key from this instance or serve the model with llamacpp or textgen",
             )
     out["ui_auth"] = _check_ui_auth(out["ui_auth"], err)
+    if out["stage"] is not None and out["stage"] not in STAGES:
+        err(
+            "stage",
+            "must be local (copy the model to the host before it starts) or none, got {!r}".format(
+                out["stage"]
+            ),
+        )
     if out["bind"] is None:
         out["bind"] = bind
     if not isinstance(out["bind"], str) or not out["bind"] or any(c in out["bind"] for c in " #/\n"):
@@ -882,6 +901,8 @@ def plan_instance(
     model_root=None,
     ollama_models_dir=DEFAULT_OLLAMA_MODELS_DIR,
     ollama_shared=False,
+    stage="none",
+    stage_dir=DEFAULT_STAGE_DIR,
 ):
     """Plan one instance. See the module docstring for the rules and ``plan_host`` for ports.
 
@@ -1075,6 +1096,10 @@ def plan_instance(
         elif fmt in HF_FORMATS and backend == "textgen":
             fits = _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, err, warn)
 
+    # The host's default stages what can be staged; an Ollama instance is refused only when it asks.
+    if (inst["stage"] or (stage if backend != "ollama" else None) or "none") == "local":
+        _stage_model(plan, backend, model, model_root, stage_dir, err)
+
     # Render.
     if backend == "textgen":
         _render_textgen(plan, inst, user_lines, host)
@@ -1085,6 +1110,49 @@ def plan_instance(
     plan["fits"] = bool(fits)
     plan["refused"] = bool(errors) or not plan["fits"]
     return plan
+
+
+def _stage_model(plan, backend, model, model_root, stage_dir, err):
+    """stage: local. The backend loads the copy in ``stage_dir`` (same path below it as in
+    the store); the role copies and verifies it before the instance starts."""
+    if backend == "ollama":
+        err(
+            "stage",
+            "Ollama copies the model into its own models directory when it imports it; give the "
+            "instance a local ollama_models_dir instead of stage: local",
+        )
+        return
+    src = plan["model"]
+    root = posixpath.normpath(model_root) if model_root else None
+    if not src or not root or not src.startswith(root.rstrip("/") + "/"):
+        err("stage", f"only a model in the model store ({root}) can be staged; {src} is not in it")
+        return
+    if (
+        not isinstance(stage_dir, str)
+        or not posixpath.isabs(stage_dir)
+        or any(c in stage_dir for c in " #\n")
+    ):
+        err(
+            "stage",
+            f"the staging directory (model_instances_stage_dir) {stage_dir!r} must be an absolute path",
+        )
+        return
+    stage_dir = posixpath.normpath(stage_dir)
+    if (stage_dir + "/").startswith(root.rstrip("/") + "/") or (root + "/").startswith(stage_dir + "/"):
+        err(
+            "stage",
+            f"the staging directory {stage_dir} (model_instances_stage_dir) and the model store {root} "
+            "must not contain each other",
+        )
+        return
+    plan["stage"] = "local"
+    plan["staged_from"] = src
+    plan["model"] = posixpath.join(stage_dir, posixpath.relpath(src, root))
+    plan["stage_bytes"] = _as_int((model or {}).get("size_bytes")) or 0
+    plan["reasons"].append(
+        f"Staged: {src} is copied to {plan['model']} on this host, checked against the store's "
+        "digest, and loaded from there."
+    )
 
 
 def _llamacpp_cache_ram(plan, user_lines, kv_mib, err):
@@ -1457,8 +1525,15 @@ def plan_host(
     textgen_version=None,
     gpu_reserve_mib=0,
     host_reserve_mib=0,
+    stage="none",
+    stage_dir=DEFAULT_STAGE_DIR,
+    stage_max_mib=0,
 ):
     """Plan every instance of a host and check what spans instances.
+
+    ``stage``: the host's default for instances without ``stage``; ``stage_dir``: where
+    staged models are copied; ``stage_max_mib``: the most the staged models of the host may
+    take together (0: no limit), each model counted once.
 
     The instances are placed in order on the host's ledger (the module docstring's rules):
     ``gpu_reserve_mib`` of VRAM and ``host_reserve_mib`` of RAM are kept for others; the
@@ -1512,7 +1587,7 @@ def plan_host(
             shared = ollama_dirs.get(inst.get("ollama_models_dir") or ollama_models_dir, 0) > 1
         else:
             shared = False
-        rest = (host_mem_mib, host, bind, model_root, ollama_models_dir, shared)
+        rest = (host_mem_mib, host, bind, model_root, ollama_models_dir, shared, stage, stage_dir)
         wants = _ledger_wants(inst)
         pin = {"name": inst.get("name") if isinstance(inst, dict) else None, "errors": []}
         scope = ledger.resolve(pin, wants["gpus"]) if ledger.gpus else None
@@ -1601,6 +1676,8 @@ def plan_host(
                 host_errors.append(msg)
                 plan["errors"].append(msg)
 
+    _check_stage_room(host, plans, stage_max_mib, host_errors)
+
     textgen_present = [p for p in plans if p["backend"] == "textgen" and p["state"] != "absent"]
     if textgen_version and textgen_present and str(textgen_version) != textgen_flags.TEXTGEN_VERSION:
         table = textgen_flags.TEXTGEN_VERSION
@@ -1645,6 +1722,28 @@ def plan_host(
         "warnings": host_warnings,
         "refused": bool(errors),
     }
+
+
+def _check_stage_room(host, plans, stage_max_mib, host_errors):
+    """The staged models of the host, each counted once, must fit ``stage_max_mib``."""
+    limit = _as_int(stage_max_mib) or 0
+    staged, users = {}, {}
+    for plan in plans:
+        if plan["state"] != "absent" and plan.get("staged_from"):
+            staged[plan["staged_from"]] = plan.get("stage_bytes") or 0
+            users.setdefault(plan["staged_from"], []).append(plan)
+    total = sum(staged.values())
+    if limit <= 0 or total <= limit * MIB:
+        return
+    parts = ", ".join(f"{path} {_mib(size)} MiB" for path, size in staged.items())
+    msg = (
+        f"{host}: stage: the staged models need {_mib(total)} MiB ({parts}), more than the staging "
+        f"directory may hold, {limit} MiB (model_instances_stage_max_gib); raise the limit or stage fewer models"
+    )
+    host_errors.append(msg)
+    for group in users.values():
+        for plan in group:
+            plan["errors"].append(msg)
 
 
 def _gpu_view(gpu, vram_mib):

@@ -346,6 +346,26 @@ CASES = [
         None,
         ["route 'coder'", "localcloud/coder", "workstation/coder"],
     ),
+    # Local staging: Ollama copies models itself; the staged models must fit the limit.
+    (
+        "stage-ollama",
+        "workstation",
+        ws(CODER, with_(CHAT, stage="local")),
+        None,
+        ["workstation/chat", "stage"],
+    ),
+    (
+        "stage-over-the-limit",
+        "workstation",
+        {
+            "workstation": {
+                "model_instances": [with_(CODER, stage="local"), CHAT],
+                "model_instances_stage_max_gib": 0.001,
+            }
+        },
+        None,
+        ["workstation", "tiny-llama-F32.gguf", "model_instances_stage_max_gib"],
+    ),
 ]
 
 

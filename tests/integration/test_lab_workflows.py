@@ -214,6 +214,29 @@ def test_instance_on_a_repository_file_answers_a_completion(lab):
     assert reply["choices"][0]["text"] is not None and reply["usage"]["completion_tokens"] > 0
 
 
+def test_a_staged_instance_loads_its_verified_local_copy(converged_runs, lab):
+    """workstation's coder has stage: local: textgen's llama-server loads the model from
+    /var/lib/ailab/stage, a copy of the store file (over NFS) with the store's digest."""
+    ws = lab["hosts"]["workstation"]
+    staged, store = "/var/lib/ailab/stage/tiny-llama-F32.gguf", "/media/data/models/tiny-llama-F32.gguf"
+    flags = host_exec(ws, "cat", "/srv/textgen/coder/CMD_FLAGS.txt").stdout
+    assert f"--model {staged}" in flags and store not in flags
+    record = json.loads(
+        host_exec(ws, "cat", "/media/data/models/.model_store/tiny-llama-F32.gguf.json").stdout
+    )
+    assert host_exec(ws, "sha256sum", staged).stdout.split()[0] == record["digest"]
+    stamp = json.loads(host_exec(ws, "cat", "/var/lib/ailab/stage/.stage/tiny-llama-F32.gguf.json").stdout)
+    assert stamp["verified"] is True and stamp["digest"] == record["digest"]
+    # The llama-server textgen started maps (or holds open) the staged file, not the store's.
+    held = host_exec(
+        ws,
+        "sh",
+        "-c",
+        "{ cat /proc/[0-9]*/maps; ls -l /proc/[0-9]*/fd; } 2>/dev/null | grep -F tiny-llama-F32.gguf",
+    ).stdout
+    assert staged in held and store not in held, held
+
+
 def test_mitogen_no_op_run_matches_the_default_one(converged_runs):
     """The optional executor (plugins/strategy/mitogen_linear.py) runs the same tasks with
     the same outcome on every host: only the transport differs."""

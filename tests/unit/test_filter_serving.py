@@ -33,6 +33,7 @@ def test_filter_module_registers_every_filter():
         "serving_default_bind",
         "serving_orphans",
         "serving_model_paths",
+        "serving_stage_items",
         "serving_plan_table",
         "serving_store_pending",
         "serving_store_root",
