@@ -29,7 +29,7 @@ help:
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
 	@echo "make test-vm   VM tier (QEMU): kernel NFS from a fresh OS, a boot with the server down"
-	@echo "make bench     inspection, planning, lab converge, llama-server and gateway benchmarks"
+	@echo "make bench     inspection, planning, lab converge, llama-server, gateway and store benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -444,23 +444,19 @@ def model_store_models_check(models, variable="model_store_models"):
 def model_store_repo_files(results):
     """The files of the resolved repositories (hf_repo_manifest results), for model_store_fetch.
 
-    Returns {"files": [...], "directories": [...]}: each file as a model entry (name
-    ``<entry>/<path>``, kind ``repo-file``, source, algo, digest, size, index of the entry,
-    stamp ``<entry>/files/<path>.json`` under the stamp directory), and every directory the
-    files need, parents first, each repository's own included.
+    Returns {"files": [...]}: each file as a model entry (name ``<entry>/<path>``, kind
+    ``repo-file``, source, algo, digest, size, index of the entry, stamp
+    ``<entry>/files/<path>.json`` under the stamp directory). The directories they need are
+    made by hf_repo_manifest itself.
     """
-    files, directories = [], set()
+    files = []
     for result in results or []:
         entry = result.get("item") or {}
         name = entry.get("name")
         if not name or result.get("failed") or result.get("skipped"):
             continue
-        directories.add(name)
         for f in result.get("files") or []:
             path = f["path"]
-            parts = path.split("/")
-            for depth in range(1, len(parts)):
-                directories.add(f"{name}/{'/'.join(parts[:depth])}")
             files.append(
                 {
                     "name": f"{name}/{path}",
@@ -474,7 +470,7 @@ def model_store_repo_files(results):
                     "stamp": f"{name}/files/{path}.json",
                 }
             )
-    return {"files": files, "directories": sorted(directories, key=lambda d: (d.count("/"), d))}
+    return {"files": files}
 
 
 class FilterModule:

@@ -67,6 +67,24 @@ options:
     description: Seconds the model info request may take.
     type: int
     default: 30
+  directory:
+    description:
+      - The entry's directory in the store. When given, it and every directory the selected files
+        need below it are created (or given O(owner), O(group) and O(dir_mode)) in the same call, so
+        a converged store needs no task per directory.
+    type: path
+  owner:
+    description: Owner of O(directory) and the directories below it.
+    type: str
+    default: root
+  group:
+    description: Group of O(directory) and the directories below it.
+    type: str
+    default: root
+  dir_mode:
+    description: Mode of O(directory) and the directories below it (octal string).
+    type: str
+    default: "0755"
 attributes:
   check_mode:
     support: full
@@ -88,6 +106,11 @@ commit:
   description: The commit the revision names.
   type: str
   returned: success
+directories:
+  description: The directories created or corrected (with O(directory)), or in check mode those that would be.
+  type: list
+  elements: str
+  returned: success
 files:
   description: The selected files, each with path (in the repository), size, algo (sha256 or git-sha1), digest and url.
   type: list
@@ -103,8 +126,41 @@ moved_from:
   returned: success
 """
 
+import grp
+import os
+import pwd
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.hf_repo import HubError, resolve
+
+
+def ensure_directories(directory, files, owner, group, mode, check_mode):
+    """``directory`` and the parents of ``files`` below it, with owner, group and mode.
+    Returns the paths created or corrected (in check mode: that would be)."""
+    uid, gid, mode = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid, int(str(mode), 8)
+    wanted = {directory}
+    for f in files:
+        parts = f["path"].split("/")
+        for depth in range(1, len(parts)):
+            wanted.add(os.path.join(directory, *parts[:depth]))
+    touched = []
+    for path in sorted(wanted, key=lambda d: (d.count("/"), d)):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (mode, uid, gid):
+            continue
+        touched.append(path)
+        if check_mode:
+            continue
+        if st is None:
+            os.mkdir(path, mode)
+        elif not os.path.isdir(path) or os.path.islink(path):
+            raise OSError(f"{path} is not a directory but is in the way of one")
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    return touched
 
 
 def main():
@@ -121,6 +177,10 @@ def main():
             "proxy": {"type": "str", "default": ""},
             "record": {"type": "path", "required": True},
             "timeout": {"type": "int", "default": 30},
+            "directory": {"type": "path"},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "default": "root"},
+            "dir_mode": {"type": "str", "default": "0755"},
         },
         supports_check_mode=True,
     )
@@ -136,11 +196,19 @@ def main():
             timeout=p["timeout"],
             check_mode=module.check_mode,
         )
+        manifest = result["manifest"]
+        directories = []
+        if p["directory"]:
+            directories = ensure_directories(
+                p["directory"], manifest["files"], p["owner"], p["group"], p["dir_mode"], module.check_mode
+            )
     except HubError as err:
         module.fail_json(msg=str(err))
-    manifest = result["manifest"]
+    except (KeyError, OSError) as err:
+        module.fail_json(msg=f"model_store_models[{p['name']}]: the directories of the repository: {err}")
     module.exit_json(
-        changed=result["changed"],
+        changed=result["changed"] or bool(directories),
+        directories=directories,
         commit=manifest["commit"],
         files=manifest["files"],
         network=result["network"],

@@ -259,3 +259,40 @@ def test_the_module_fails_naming_the_entry_and_hides_the_token(hub, tmp_path, ca
     out = _run_module(capsys, args)
     assert out["failed"] and out["msg"].startswith("model_store_models[tiny]: revision 'main'")
     assert "hf_secret_value" not in json.dumps(out)
+
+
+def test_the_module_makes_the_entry_directories_in_the_same_call(hub, tmp_path, capsys):
+    import grp
+    import os
+    import pwd
+
+    import hf_repo_manifest
+
+    owner, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    args = {
+        "name": "tiny",
+        "repo": "ailab/tiny-gguf",
+        "revision": _commits(hub)["main"],
+        "endpoint": hub.endpoint,
+        "record": str(tmp_path / "r.json"),
+        "directory": str(tmp_path / "store" / "tiny"),
+        "owner": owner,
+        "group": group,
+        "dir_mode": "0750",
+    }
+    (tmp_path / "store").mkdir()
+    check = _run_module(capsys, args, check_mode=True)
+    assert check["directories"] == [args["directory"]] and not (tmp_path / "store" / "tiny").exists()
+    first = _run_module(capsys, args)
+    assert first["changed"] and first["directories"] == [args["directory"]]
+    assert (tmp_path / "store" / "tiny").stat().st_mode & 0o7777 == 0o750
+    again = _run_module(capsys, args)
+    assert (again["changed"], again["network"], again["directories"]) == (False, False, [])
+    # Nested files: every parent below the entry's directory, parents first; a wrong mode is corrected.
+    nested = [{"path": "a/b/c.safetensors"}, {"path": "a/d.json"}, {"path": "e.json"}]
+    base = str(tmp_path / "store" / "tiny")
+    made = hf_repo_manifest.ensure_directories(base, nested, owner, group, "0750", False)
+    assert made == [f"{base}/a", f"{base}/a/b"]
+    os.chmod(f"{base}/a", 0o777)
+    assert hf_repo_manifest.ensure_directories(base, nested, owner, group, "0750", False) == [f"{base}/a"]
+    assert os.stat(f"{base}/a").st_mode & 0o7777 == 0o750
