@@ -21,7 +21,7 @@ LLAMA_SERVER_ARCHIVE = $(AILAB_CACHE)/llama-server/llama-$(LLAMA_SERVER_TAG)-bin
 GATEWAY_LITELLM = $(shell sed -n 's/^gateway_litellm_version: *"\{0,1\}\([A-Za-z0-9._-]*\)"\{0,1\}.*/\1/p' roles/gateway/defaults/main.yml)
 LLAMA_SERVER_SOURCE = $(AILAB_CACHE)/llama-server/llama.cpp-$(LLAMA_SERVER_TAG).tar.gz
 
-.PHONY: test-times-start help venv host-tools vm-host-tools images artifacts vm-image prebuild lint test test-unit test-molecule test-integration test-vm test-tiers test-containers test-vm-beside bench lab lab-down clean
+.PHONY: bench-stage test-times-start help venv host-tools vm-host-tools images artifacts vm-image prebuild lint test test-unit test-molecule test-integration test-vm test-tiers test-containers test-vm-beside bench lab lab-down clean
 
 help:
 	@echo "make lab       set up everything and converge the local lab (containers)"
@@ -29,7 +29,7 @@ help:
 	@echo "make test      lint + unit + molecule ($(SCENARIOS)) + integration + vm"
 	@echo "make test-unit | lint | test-molecule | test-integration"
 	@echo "make test-vm   VM tier (QEMU): kernel NFS from a fresh OS, a boot with the server down"
-	@echo "make bench     inspection, planning, lab converge, llama-server, gateway and store benchmarks"
+	@echo "make bench     inspection, planning, lab converge, llama-server, gateway, store and staging (VM) benchmarks"
 
 $(BIN)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -123,7 +123,7 @@ lab: venv images artifacts
 	$(BIN)/ansible-playbook playbooks/verify.yml
 	$(BIN)/ansible-playbook playbooks/lab_complete.yml
 
-# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab); llama-server against llama-cpp-python; the gateway's added TTFT and its completions/s. Then the model store's second run over complete Hugging Face repositories (per-repository cost, Hub requests).
+# Inspection speed against gguf's reader, planning time for 5 hosts x 20 instances, then lab converge ratios (rebuilds the lab); llama-server against llama-cpp-python; the gateway's added TTFT and its completions/s. Then the model store's second run over complete Hugging Face repositories (per-repository cost, Hub requests). Last, bench-stage: the model load time from the store over NFS against from a staged copy.
 bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_inspect.py
 	$(BIN)/python benchmarks/bench_plan.py
@@ -131,6 +131,14 @@ bench: venv images artifacts
 	$(BIN)/python benchmarks/bench_llama_server.py
 	$(BIN)/python benchmarks/bench_gateway.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(MAKE) --no-print-directory bench-stage
+
+# The lab model's load time from the store over kernel NFS against from its staged copy
+# (stage: local) needs the VM tier's two guests: molecule/vm/verify.yml times both loads in
+# one run and writes benchmarks/results/stage-load.{json,md} (about 20 minutes: the whole
+# VM scenario).
+bench-stage: venv artifacts vm-image
+	$(BIN)/molecule test -s vm
 
 lab-down: venv
 	$(BIN)/ansible-playbook playbooks/lab_down.yml

@@ -74,3 +74,26 @@ def test_a_unit_without_device_selection_has_no_extra_environment():
         textgen_webui_python="/opt/text-generation-webui/installer_files/env/bin/python",
     )
     assert "CUDA_VISIBLE_DEVICES" not in unit and "Environment=PYTHONDONTWRITEBYTECODE=1\nExecStart=" in unit
+
+
+def test_a_staged_instance_unit_does_not_name_the_store():
+    """A staged instance loads its copy: its unit must not make systemd set up the store's
+    (automount) path, so it starts while the store server is down (molecule/vm checks it)."""
+    plan = placed_on_the_second_gpu()
+    staged = dict(
+        plan, model="/var/lib/ailab/stage/m.gguf", staged_from="/media/data/models/m.gguf", stage="local"
+    )
+    python = {"textgen_webui_python": "/opt/text-generation-webui/installer_files/env/bin/python"}
+    path = "etc/systemd/system/textgen-instance.service.j2"
+    store = "ReadOnlyPaths=/media/data/models\n"
+    assert store in render(
+        "textgen_webui", path, item=plan, textgen_webui_store_path="/media/data/models", **python
+    )
+    assert "ReadOnlyPaths" not in render(
+        "textgen_webui", path, item=staged, textgen_webui_store_path="/media/data/models", **python
+    )
+    hardening = {"llamacpp_server_store_path": "/media/data/models", "llamacpp_server_gpu_vendor": "none"}
+    assert store in render(
+        "llamacpp_server", "hardening.j2", item=dict(plan, backend="llamacpp"), **hardening
+    )
+    assert "ReadOnlyPaths" not in render("llamacpp_server", "hardening.j2", item=staged, **hardening)
