@@ -259,6 +259,9 @@ def _new_result(path):
         "kv_heads": None,
         "key_length": None,
         "value_length": None,
+        # Sliding-window attention (GGUF, llama.cpp): the window in tokens and how many layers use it.
+        "sliding_window": None,
+        "swa_layers": None,
         "embedding_length": None,
         "vocab_size": None,
         "size_bytes": None,
@@ -591,6 +594,47 @@ def _int_or_none(value):
         return None
 
 
+# Architectures whose layers llama.cpp gives a sliding-window KV cache (src/models/<arch>.cpp
+# of the pinned build, load_arch_hparams): the pattern when the GGUF has no
+# <arch>.attention.sliding_window_pattern, and the window when it has no
+# <arch>.attention.sliding_window (None: then the model has no sliding window, as olmo2 and
+# gemma3 read it; cohere2 and gpt-oss require the key). Others (gemma3n, whose layers share
+# KV, exaone4, llama4's chunked attention, ...) are counted as full attention: the plan may
+# then ask for more memory than llama.cpp takes, never less.
+SWA_ARCHITECTURES = {
+    "gemma2": {"pattern": 2, "window": 4096},
+    "gemma3": {"pattern": 6, "window": None},
+    "cohere2": {"pattern": 4, "window": None},
+    "gpt-oss": {"pattern": 2, "window": None},
+    "olmo2": {"pattern": 4, "window": None},
+}
+
+
+def gguf_swa_layers(metadata, arch, layers):
+    """``(window, swa_layers)`` as llama.cpp reads them, or ``(None, None)``.
+
+    llama_model_base::load_swa_pattern (src/llama-model.cpp): a per-layer bool array under
+    <arch>.attention.sliding_window_pattern wins, else a number n there, else the
+    architecture's default n; llama_hparams::set_swa_pattern (src/llama-hparams.cpp) makes
+    layer il a sliding-window layer when il % n < n - 1 (n 0: every layer)."""
+    known = SWA_ARCHITECTURES.get(arch or "")
+    if not known or not layers:
+        return None, None
+    window = _arch_value(metadata, arch, "attention.sliding_window")
+    if window is None:
+        window = known["window"]
+    if not window or window <= 0:
+        return None, None
+    raw = metadata.get(f"{arch}.attention.sliding_window_pattern")
+    if isinstance(raw, (list, tuple)):
+        flags = [bool(v) for v in raw[:layers]]
+        return window, sum(flags)
+    n = _int_or_none(raw) if raw is not None else known["pattern"]
+    if n is None or n < 0:
+        return None, None
+    return window, sum(1 for il in range(layers) if n == 0 or il % n < n - 1)
+
+
 def _arch_value(metadata, arch, *suffixes):
     prefixes = [arch] if arch else []
     if arch == "clip":
@@ -748,6 +792,7 @@ def inspect_gguf(path, ctx, result):
     # n_embd_head_k/v default to n_embd / n_head, overridden by these keys).
     result["key_length"] = _arch_value(metadata, arch, "attention.key_length")
     result["value_length"] = _arch_value(metadata, arch, "attention.value_length")
+    result["sliding_window"], result["swa_layers"] = gguf_swa_layers(metadata, arch, result["layers"])
     tokens = metadata.get("tokenizer.ggml.tokens")
     if tokens is not None and hasattr(tokens, "__len__"):
         result["vocab_size"] = len(tokens)
@@ -1070,13 +1115,68 @@ def _shard_gaps(files, ext):
 
 
 def inspect_hf_dir(path, ctx, result):
-    """Fill ``result`` from a Hugging Face style model directory."""
+    """Fill ``result`` from a Hugging Face style model directory: its config
+    (``_hf_config``), its format (``_hf_format``), its weight files and shards
+    (``_hf_missing_shards``), their parameters (``_hf_params``) and its quantization
+    (``_hf_quantization``)."""
     top = _list_files(path)
     names = {os.path.basename(f): f for f in top}
     reasons = result["reasons"]
     result["name"] = os.path.basename(os.path.normpath(path))
-    complete = True
+    d = _hf_config(path, names, ctx, result)
+    cfg, method, is_diffusers, is_st = d["cfg"], d["method"], d["is_diffusers"], d["is_st"]
 
+    # Weight files: top level only for a plain HF dir (Meta repos keep a duplicate
+    # copy under original/), the whole tree for pipelines and embedding models.
+    scan = _list_files(path, recursive=True) if (is_diffusers or is_st) else top
+    safetensors = [f for f in scan if f.endswith(".safetensors")]
+    pytorch = [f for f in scan if f.lower().endswith(PYTORCH_EXTENSIONS)]
+    weights = safetensors or pytorch
+    fmt = _hf_format(d, safetensors, pytorch, result)
+
+    if not weights:
+        if cfg or is_diffusers or is_st:
+            raise ModelError(
+                f"{path} holds no weight files (.safetensors, .bin, .pt, .pth): the download is incomplete "
+                "or this is not a model directory"
+            )
+        raise ModelError(
+            f"{path} holds no model: no .gguf, .safetensors, .bin/.pt weights, config.json "
+            "or model_index.json"
+        )
+
+    complete, missing = _hf_missing_shards(names, safetensors, weights, ctx, reasons)
+    bits = _quant_bits(method, d["qcfg"]) if method else None
+    complete, params, params_source, dtypes = _hf_params(
+        d, fmt, safetensors, pytorch, missing, bits, complete, ctx, result
+    )
+    fmt, params, params_source = _hf_quantization(
+        d, fmt, bits, dtypes, weights, missing, params, params_source, result
+    )
+
+    result["format"] = fmt
+    result["params"] = params
+    result["params_source"] = params_source
+    result["files"] = weights
+    result["size_bytes"] = sum(os.path.getsize(f) for f in weights)
+    result["complete"] = complete
+    result["servable"] = complete and fmt not in ("diffusers", "sentence-transformers")
+    if is_diffusers:
+        reasons.append(
+            "diffusers pipeline (model_index.json): an image/audio generation model, not a text model"
+        )
+    if is_st:
+        reasons.append("sentence-transformers model: it computes embeddings, it does not generate text")
+    if not cfg and not (is_diffusers or is_st):
+        reasons.append("no config.json: loaders need it next to the weights")
+    return result
+
+
+def _hf_config(path, names, ctx, result):
+    """config.json (and a diffusers pipeline's model_index.json): architecture, sizes,
+    remote code. Returns what the other steps need: ``cfg``, ``qcfg``, ``method`` (the
+    quant_method, lower case), ``is_diffusers``, ``is_st`` (sentence-transformers)."""
+    reasons = result["reasons"]
     cfg = {}
     if "config.json" in names:
         cfg = _read_json(names["config.json"], ctx)
@@ -1129,18 +1229,16 @@ def inspect_hf_dir(path, ctx, result):
     result["key_length"] = result["value_length"] = head_dim
     result["embedding_length"] = _int_or_none(_cfg_get(cfg, "hidden_size", "n_embd", "d_model"))
     result["vocab_size"] = _int_or_none(_cfg_get(cfg, "vocab_size"))
+    return {"cfg": cfg, "qcfg": qcfg, "method": method, "is_diffusers": is_diffusers, "is_st": is_st}
 
-    # Weight files: top level only for a plain HF dir (Meta repos keep a duplicate
-    # copy under original/), the whole tree for pipelines and embedding models.
-    scan = _list_files(path, recursive=True) if (is_diffusers or is_st) else top
-    safetensors = [f for f in scan if f.endswith(".safetensors")]
-    pytorch = [f for f in scan if f.lower().endswith(PYTORCH_EXTENSIONS)]
-    weights = safetensors or pytorch
-    weight_ext = "safetensors" if safetensors else "bin"
 
-    if is_diffusers:
+def _hf_format(d, safetensors, pytorch, result):
+    """The directory's format: a pipeline, an embedding model, a quantization method, the
+    weights' file type, or exl2/exl3 from the directory name when config.json names none."""
+    method = d["method"]
+    if d["is_diffusers"]:
         fmt = "diffusers"
-    elif is_st:
+    elif d["is_st"]:
         fmt = "sentence-transformers"
     elif method in QUANT_METHOD_FORMATS:
         fmt = QUANT_METHOD_FORMATS[method]
@@ -1155,23 +1253,18 @@ def inspect_hf_dir(path, ctx, result):
         for hint in ("exl3", "exl2"):
             if hint in lower_name:
                 fmt = hint
-                reasons.append(
+                result["reasons"].append(
                     f"format {hint} taken from the directory name: config.json names no quant_method"
                 )
                 break
+    return fmt
 
-    if not weights:
-        if cfg or is_diffusers or is_st:
-            raise ModelError(
-                f"{path} holds no weight files (.safetensors, .bin, .pt, .pth): the download is incomplete "
-                "or this is not a model directory"
-            )
-        raise ModelError(
-            f"{path} holds no model: no .gguf, .safetensors, .bin/.pt weights, config.json "
-            "or model_index.json"
-        )
 
-    # sharded sets: the index names every shard
+def _hf_missing_shards(names, safetensors, weights, ctx, reasons):
+    """Shards a sharded set lacks (its index names every shard; a numbered set has no gap).
+    Returns ``(complete, missing)``."""
+    complete = True
+    weight_ext = "safetensors" if safetensors else "bin"
     missing = []
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if index_name not in names or (index_name.startswith("model.") != bool(safetensors)):
@@ -1196,10 +1289,15 @@ def inspect_hf_dir(path, ctx, result):
     if missing:
         complete = False
         reasons.append("missing weight shards: {}".format(", ".join(sorted(missing))))
+    return complete, missing
 
-    bits = _quant_bits(method, qcfg) if method else None
-    params = None
-    params_source = None
+
+def _hf_params(d, fmt, safetensors, pytorch, missing, bits, complete, ctx, result):
+    """Parameters counted from the safetensors headers (or estimated from the config); a
+    truncated shard or a file that is no PyTorch checkpoint makes the set incomplete.
+    Returns ``(complete, params, params_source, dtypes)``."""
+    reasons, method = result["reasons"], d["method"]
+    params = params_source = None
     dtypes = {}
     if safetensors:
         tensors = {}
@@ -1228,13 +1326,19 @@ def inspect_hf_dir(path, ctx, result):
                 reasons.append(
                     f"{weight} is not a PyTorch checkpoint: it is neither a zip archive nor a pickle"
                 )
-    if params is None and not is_diffusers and not missing:
-        estimate = estimate_params_from_config(cfg) if cfg else None
+    if params is None and not d["is_diffusers"] and not missing:
+        estimate = estimate_params_from_config(d["cfg"]) if d["cfg"] else None
         if estimate:
             params = estimate
             params_source = "config"
+    return complete, params, params_source, dtypes
 
-    # quantization
+
+def _hf_quantization(d, fmt, bits, dtypes, weights, missing, params, params_source, result):
+    """The quantization (the config's method, its torch_dtype, or the tensors' dominant
+    dtype; FP8 tensors make the format fp8); parameters from the file size and the bits
+    when nothing else gave them. Returns ``(fmt, params, params_source)``."""
+    method, cfg = d["method"], d["cfg"]
     if method:
         name = method
         if method == "bitsandbytes":
@@ -1252,27 +1356,17 @@ def inspect_hf_dir(path, ctx, result):
     if fmt == "safetensors" and _dominant(dtypes) and _dominant(dtypes).startswith("F8") and not method:
         fmt = "fp8"
         result["quantization"] = _dtype_quant(_dominant(dtypes))
-    if result["quantization"].get("bits") and params is None and weights and not missing and not is_diffusers:
+    if (
+        result["quantization"].get("bits")
+        and params is None
+        and weights
+        and not missing
+        and not d["is_diffusers"]
+    ):
         total = sum(os.path.getsize(f) for f in weights)
         params = int(total * 8 / result["quantization"]["bits"])
         params_source = "file_size"
-
-    result["format"] = fmt
-    result["params"] = params
-    result["params_source"] = params_source
-    result["files"] = weights
-    result["size_bytes"] = sum(os.path.getsize(f) for f in weights)
-    result["complete"] = complete
-    result["servable"] = complete and fmt not in ("diffusers", "sentence-transformers")
-    if is_diffusers:
-        reasons.append(
-            "diffusers pipeline (model_index.json): an image/audio generation model, not a text model"
-        )
-    if is_st:
-        reasons.append("sentence-transformers model: it computes embeddings, it does not generate text")
-    if not cfg and not (is_diffusers or is_st):
-        reasons.append("no config.json: loaders need it next to the weights")
-    return result
+    return fmt, params, params_source
 
 
 # --------------------------------------------------------------------------

@@ -375,12 +375,15 @@ KV_CACHE_BYTES = {
 }
 
 
-def kv_cache_mib(model, ctx, type_k="f16", type_v="f16"):
+def kv_cache_mib(model, ctx, type_k="f16", type_v="f16", swa_cells=None):
     """``(MiB, exact)`` of the KV cache for ``ctx`` tokens; exact is False when guessed.
 
     Per layer llama.cpp keeps n_head_kv x n_embd_head_k keys and n_head_kv x
     n_embd_head_v values per token (src/llama-hparams.cpp ``n_embd_k_gqa``/``n_embd_v_gqa``),
     the head sizes being the model's key_length/value_length, else embedding / heads.
+    ``swa_cells``: the cells each of the model's ``swa_layers`` sliding-window layers keeps
+    (``swa_kv_cells``), when the backend gives them their own smaller cache; None: every
+    layer holds ``ctx``.
     """
     layers = _as_int(model.get("layers"))
     emb = _as_int(model.get("embedding_length"))
@@ -394,8 +397,48 @@ def kv_cache_mib(model, ctx, type_k="f16", type_v="f16"):
         default_head = emb / heads if emb else 0
         head_k = _as_int(model.get("key_length")) or default_head
         head_v = _as_int(model.get("value_length")) or default_head
-        return _mib(layers * ctx * kv_heads * (head_k * bytes_k + head_v * bytes_v)), True
+        swa = min(_as_int(model.get("swa_layers")) or 0, layers) if swa_cells else 0
+        cells = (layers - swa) * ctx + swa * min(ctx, swa_cells or ctx)
+        return _mib(cells * kv_heads * (head_k * bytes_k + head_v * bytes_v)), True
     return _mib(layers * ctx * emb * (bytes_k + bytes_v)), False  # no GQA information: full attention
+
+
+def swa_kv_cells(backend, model, ctx, user_lines):
+    """The KV cells llama.cpp gives each sliding-window layer, or None (full context).
+
+    src/llama-kv-cache-iswa.cpp: size_swa = GGML_PAD(min(size_base, n_swa x (kv_unified ?
+    n_seq_max : 1) + n_ubatch), 256), unless --swa-full. llama-server (tools/server/server.cpp)
+    turns --parallel auto (its default) into 4 slots with kv_unified; n_ubatch defaults to 512
+    (common/common.h). textgen v4.7.3's llama.cpp loader (modules/llama_cpp_server.py) starts
+    llama-server with --parallel 1 and --ubatch-size 1024, and --swa-full with
+    --streaming-llm. Ollama's runner is not modelled: it keeps the full context."""
+    window = _as_int(model.get("sliding_window"))
+    if not window or not _as_int(model.get("swa_layers")) or model.get("format") != "gguf":
+        return None
+
+    def value(*names):
+        found = _flag_values(user_lines, names)
+        return _as_int(found[-1]) if found else None
+
+    def given(*names):
+        return any(word.partition("=")[0] in names for line in user_lines for word in line.split())
+
+    if backend == "llamacpp":
+        if given("--swa-full"):
+            return None
+        seqs = value("--parallel", "-np")
+        unified = seqs is None or seqs < 0 or given("--kv-unified", "-kvu")
+        seqs = 4 if seqs is None or seqs < 0 else seqs
+        ubatch = value("--ubatch-size", "-ub") or 512
+    elif backend == "textgen":
+        if given("--streaming-llm"):
+            return None
+        seqs, unified = 1, False
+        ubatch = value("--ubatch-size") or 1024
+    else:
+        return None
+    cells = min(ctx, window * (seqs if unified else 1) + ubatch)
+    return -(-cells // 256) * 256
 
 
 # text-generation-webui v4.7.3's llama.cpp loader passes --cache-type on to llama-server
@@ -909,6 +952,12 @@ def plan_instance(
     ``model``: the model's facts (None when it was not inspected). ``gpu``: gpu facts.
     ``host_mem_mib``: RAM in MiB or None. Returns the plan dict; ``refused`` is true when
     ``errors`` is non-empty or ``fits`` is false.
+
+    The steps, in order: the instance's own fields (``check_instance``), the model and the
+    backend that serves it (``_check_model``, ``_choose_backend``, ``_check_model_for_backend``),
+    the GPU, the user's flags (``_user_flags``), the context and its KV cache
+    (``_context_and_cache``), the memory fit (``_plan_gguf``, ``_plan_hf``), staging, and the
+    backend's command line or environment (``_render_*``).
     """
     inst, errors = check_instance(instance, host, bind)
     if inst is None:
@@ -917,37 +966,88 @@ def plan_instance(
         return plan
     plan = _new_plan(host, inst)
     plan["errors"] = errors
-    label = "{}/{}".format(host, inst["name"])
-    reasons, warnings = plan["reasons"], plan["warnings"]
-
-    def err(var, msg):
-        errors.append(f"{label}: {var}: {msg}" if var else f"{label}: {msg}")
-
-    def warn(msg):
-        warnings.append(msg)
-        reasons.append("Warning: " + msg)
-
+    err, warn = _reporters(plan, "{}/{}".format(host, inst["name"]))
     plan["bind"] = inst["bind"]
     plan["ready_timeout"] = inst["ready_timeout"]
     plan["model"] = resolve_model_path(inst["model"], model_root)
     if inst["state"] == "absent":
-        plan["backend"] = inst["backend"]
-        if inst["backend"] == "ollama":
-            # What purge deletes: the model Ollama imported for it, in its models directory.
-            plan["ollama_model"] = inst["ollama_model"] or inst["name"]
-            plan["env"] = {"OLLAMA_MODELS": inst["ollama_models_dir"] or ollama_models_dir}
-        plan["fits"] = True
-        plan["refused"] = bool(errors)
-        reasons.append("State absent: the instance is stopped and removed.")
-        return plan
+        return _plan_absent(plan, inst, ollama_models_dir)
 
-    # The model.
+    model = _check_model(plan, model, err)
+    fmt = plan["model_format"]
+    backend = _choose_backend(plan, inst, model, err)
+    _check_model_for_backend(plan, inst, model, backend, err, warn)
+
+    vendor, vram, gpu_reason = effective_gpu(gpu)
+    vram_problem = unknown_vram(gpu)
+    if vram_problem:
+        err("gpu_vram_mib", vram_problem)
+    elif gpu_reason:
+        plan["reasons"].append(gpu_reason)
+
+    user = _user_flags(plan, inst, backend, vendor, err, warn)
+    if user["cpu"]:
+        vendor, vram = "none", 0
+    kv_mib, kv_exact = _context_and_cache(plan, inst, model, backend, user, err, warn)
+
+    fits = False
+    if model:
+        if fmt == "gguf":
+            fits = _plan_gguf(
+                plan, model, backend, vendor, vram, kv_mib, kv_exact, user["layers"], host_mem_mib, err
+            )
+        elif fmt in HF_FORMATS and backend == "textgen":
+            fits = _plan_hf(plan, inst, model, vendor, vram, kv_mib, user["flags"], host_mem_mib, err, warn)
+
+    # The host's default stages what can be staged; an Ollama instance is refused only when it asks.
+    if (inst["stage"] or (stage if backend != "ollama" else None) or "none") == "local":
+        _stage_model(plan, backend, model, model_root, stage_dir, err)
+
+    if backend == "textgen":
+        _render_textgen(plan, inst, user["lines"], host)
+    elif backend == "llamacpp" and plan["model"]:
+        _render_llamacpp(plan, inst, user["lines"], (model.get("name_tags") or {}).get("purpose") or [])
+    elif backend == "ollama":
+        _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, err)
+    plan["fits"] = bool(fits)
+    plan["refused"] = bool(errors) or not plan["fits"]
+    return plan
+
+
+def _reporters(plan, label):
+    """``err(var, msg)`` and ``warn(msg)`` for one instance's plan: an error names the
+    instance (``label``, host/name) and the variable; a warning is also a reason."""
+
+    def err(var, msg):
+        plan["errors"].append(f"{label}: {var}: {msg}" if var else f"{label}: {msg}")
+
+    def warn(msg):
+        plan["warnings"].append(msg)
+        plan["reasons"].append("Warning: " + msg)
+
+    return err, warn
+
+
+def _plan_absent(plan, inst, ollama_models_dir):
+    """state: absent: what removal needs (and purge deletes), nothing else."""
+    plan["backend"] = inst["backend"]
+    if inst["backend"] == "ollama":
+        # What purge deletes: the model Ollama imported for it, in its models directory.
+        plan["ollama_model"] = inst["ollama_model"] or inst["name"]
+        plan["env"] = {"OLLAMA_MODELS": inst["ollama_models_dir"] or ollama_models_dir}
+    plan["fits"] = True
+    plan["refused"] = bool(plan["errors"])
+    plan["reasons"].append("State absent: the instance is stopped and removed.")
+    return plan
+
+
+def _check_model(plan, model, err):
+    """The model's facts as found (``{}`` when not inspected); sets ``model_format``."""
     problem = model_problem(model, plan["model"])
     if problem:
         err("model", problem)
     model = model or {}
-    fmt = model.get("format")
-    plan["model_format"] = fmt
+    plan["model_format"] = model.get("format")
     if plan["model"] and "#" in plan["model"]:
         err(
             "model",
@@ -955,16 +1055,22 @@ def plan_instance(
                 plan["model"]
             ),
         )
+    return model
 
-    # The backend.
+
+def _choose_backend(plan, inst, model, err):
+    """The instance's backend; ``auto`` picks one from the model's format."""
+    fmt = plan["model_format"]
     backend = inst["backend"]
     if backend == "auto":
         if fmt == "gguf":
             backend = "llamacpp"
-            reasons.append("backend auto: a GGUF model is served by the llama.cpp server (llamacpp).")
+            plan["reasons"].append("backend auto: a GGUF model is served by the llama.cpp server (llamacpp).")
         elif fmt in HF_FORMATS:
             backend = "textgen"
-            reasons.append(f"backend auto: a {fmt} model is served by text-generation-webui (textgen).")
+            plan["reasons"].append(
+                f"backend auto: a {fmt} model is served by text-generation-webui (textgen)."
+            )
         elif model:
             err("backend", f"auto cannot pick a backend for format {fmt!r}")
     plan["backend"] = backend
@@ -975,7 +1081,13 @@ def plan_instance(
                 backend, plan["model"], fmt
             ),
         )
+    return backend
 
+
+def _check_model_for_backend(plan, inst, model, backend, err, warn):
+    """What the backend cannot load (an architecture llama-server does not know), what the
+    model's name says it is for, and the remote code it needs."""
+    fmt = plan["model_format"]
     arch = str(model.get("architecture") or "")
     if (
         backend == "llamacpp"
@@ -994,7 +1106,6 @@ def plan_instance(
             ),
         )
 
-    # Name tags.
     tags = model.get("name_tags") or {}
     purposes = [p for p in (tags.get("purpose") or []) if p in NON_CHAT_PURPOSES]
     if purposes and fmt not in NOT_SERVABLE:
@@ -1008,14 +1119,15 @@ def plan_instance(
         elif backend == "textgen":
             warn(f"the model is named as a {what} model; serving it for chat as allowed by allow_non_chat.")
         else:
-            reasons.append(f"The model is named as a {what} model: clients use its matching endpoint.")
+            plan["reasons"].append(
+                f"The model is named as a {what} model: clients use its matching endpoint."
+            )
     if "base" in (tags.get("purpose") or []):
         warn(
             "%s is a base model (no instruction tuning): chat answers will be poor."
             % (model.get("name") or "the model")
         )
 
-    # trust_remote_code.
     if model.get("trust_remote_code_required") and not inst["trust_remote_code"]:
         err(
             "trust_remote_code",
@@ -1023,16 +1135,12 @@ def plan_instance(
             "code, then set trust_remote_code: true on the instance".format(plan["model"]),
         )
 
-    # GPU.
-    vendor, vram, gpu_reason = effective_gpu(gpu)
-    vram_problem = unknown_vram(gpu)
-    if vram_problem:
-        err("gpu_vram_mib", vram_problem)
-    elif gpu_reason:
-        reasons.append(gpu_reason)
 
-    # User flags.
-    user_lines, forced_layers, user_ctx, user_flags = [], None, None, {}
+def _user_flags(plan, inst, backend, vendor, err, warn):
+    """The instance's ``flags``, checked for its backend: ``{"lines"`` (as written),
+    ``"flags"`` (textgen: flag -> values), ``"layers"`` (a --gpu-layers the user forces),
+    ``"ctx"`` (a --ctx-size in flags), ``"cpu"`` (--cpu on a host with a GPU)``}``."""
+    user = {"lines": [], "flags": {}, "layers": None, "ctx": None, "cpu": False}
     if backend == "textgen":
         parsed = textgen_flags.parse_flags(
             inst["flags"], dict(textgen_flags.OWNED_FLAGS, **TEXTGEN_UI_AUTH_FLAGS)
@@ -1042,74 +1150,66 @@ def plan_instance(
         for msg in parsed["warnings"]:
             warn("flags: " + msg)
         for item in parsed["flags"]:
-            user_flags[item["flag"]] = item["values"]
-            user_lines.append(item["text"])
-        if "--gpu-layers" in user_flags:
-            forced_layers = int(user_flags["--gpu-layers"][0])
-            if forced_layers < 0:  # -1: llama-server fits the layers itself
-                forced_layers = None
-                reasons.append(
+            user["flags"][item["flag"]] = item["values"]
+            user["lines"].append(item["text"])
+        flags = user["flags"]
+        if "--gpu-layers" in flags:
+            user["layers"] = int(flags["--gpu-layers"][0])
+            if user["layers"] < 0:  # -1: llama-server fits the layers itself
+                user["layers"] = None
+                plan["reasons"].append(
                     "--gpu-layers {} in flags: llama.cpp fits the layers itself; the estimate below "
-                    "is the planner's.".format(user_flags["--gpu-layers"][0])
+                    "is the planner's.".format(flags["--gpu-layers"][0])
                 )
-        if "--cpu" in user_flags and vendor != "none":
-            vendor, vram = "none", 0
-            reasons.append("--cpu in flags: everything runs on the CPU.")
-        if "--ctx-size" in user_flags:
-            user_ctx = int(user_flags["--ctx-size"][0])
+        if "--cpu" in flags and vendor != "none":
+            user["cpu"] = True
+            plan["reasons"].append("--cpu in flags: everything runs on the CPU.")
+        if "--ctx-size" in flags:
+            user["ctx"] = int(flags["--ctx-size"][0])
     elif backend == "ollama" and inst["flags"]:
         err("flags", "ollama takes no command-line flags; set OLLAMA_* variables in env")
     elif backend == "llamacpp":
-        user_lines = _llamacpp_user_flags(inst["flags"], err)
-    _ui_auth_rule(plan, inst, backend, user_flags, err)
-    if user_ctx and inst["ctx_size"] and user_ctx != inst["ctx_size"]:
+        user["lines"] = _llamacpp_user_flags(inst["flags"], err)
+    _ui_auth_rule(plan, inst, backend, user["flags"], err)
+    if user["ctx"] and inst["ctx_size"] and user["ctx"] != inst["ctx_size"]:
         err(
             "flags",
-            "--ctx-size {} disagrees with ctx_size {}; set only ctx_size".format(user_ctx, inst["ctx_size"]),
+            "--ctx-size {} disagrees with ctx_size {}; set only ctx_size".format(
+                user["ctx"], inst["ctx_size"]
+            ),
         )
+    return user
 
-    # Context length.
+
+def _context_and_cache(plan, inst, model, backend, user, err, warn):
+    """The context the backend allocates, its cache types and the KV cache in MiB (times
+    Ollama's parallel slots); llama-server's prompt cache. Returns ``(kv_mib, kv_exact)``."""
+    fmt = plan["model_format"]
     model_ctx = _as_int(model.get("context_length"))
     default_ctx = OLLAMA_DEFAULT_CTX if backend == "ollama" else DEFAULT_CTX
-    ctx = inst["ctx_size"] or user_ctx or (min(model_ctx, default_ctx) if model_ctx else default_ctx)
+    ctx = inst["ctx_size"] or user["ctx"] or (min(model_ctx, default_ctx) if model_ctx else default_ctx)
     if model_ctx and ctx > model_ctx:
         warn(f"context {ctx} is longer than the model's trained context {model_ctx}.")
     plan["ctx_size"] = ctx
-    type_k, type_v = _cache_types(backend, fmt, inst, user_flags, user_lines, err, warn, model)
+    type_k, type_v = _cache_types(backend, fmt, inst, user["flags"], user["lines"], err, warn, model)
     plan["cache_type_k"], plan["cache_type_v"] = type_k, type_v
-    kv_mib, kv_exact = kv_cache_mib(model, ctx, type_k, type_v)
+    swa_cells = swa_kv_cells(backend, model, ctx, user["lines"])
+    kv_mib, kv_exact = kv_cache_mib(model, ctx, type_k, type_v, swa_cells)
+    if swa_cells and swa_cells < ctx:
+        plan["reasons"].append(
+            "Sliding-window attention: {} of the model's {} layers keep {} tokens of KV cache, not {} "
+            "(window {}), as llama.cpp allocates them.".format(
+                model.get("swa_layers"), model.get("layers"), swa_cells, ctx, model.get("sliding_window")
+            )
+        )
     slots = _ollama_parallel(inst, err) if backend == "ollama" else 1
     if slots > 1:
         # Ollama's runner gets NumCtx x OLLAMA_NUM_PARALLEL tokens of cache (llm/server.go).
         kv_mib *= slots
-        reasons.append(f"OLLAMA_NUM_PARALLEL {slots}: the KV cache holds {slots} x {ctx} tokens.")
-
+        plan["reasons"].append(f"OLLAMA_NUM_PARALLEL {slots}: the KV cache holds {slots} x {ctx} tokens.")
     if backend == "llamacpp" and fmt == "gguf":
-        _llamacpp_cache_ram(plan, user_lines, kv_mib, err)
-
-    fits = False
-    if model:
-        if fmt == "gguf":
-            fits = _plan_gguf(
-                plan, model, backend, vendor, vram, kv_mib, kv_exact, forced_layers, host_mem_mib, err
-            )
-        elif fmt in HF_FORMATS and backend == "textgen":
-            fits = _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, err, warn)
-
-    # The host's default stages what can be staged; an Ollama instance is refused only when it asks.
-    if (inst["stage"] or (stage if backend != "ollama" else None) or "none") == "local":
-        _stage_model(plan, backend, model, model_root, stage_dir, err)
-
-    # Render.
-    if backend == "textgen":
-        _render_textgen(plan, inst, user_lines, host)
-    elif backend == "llamacpp" and plan["model"]:
-        _render_llamacpp(plan, inst, user_lines, tags.get("purpose") or [])
-    elif backend == "ollama":
-        _render_ollama(plan, inst, gpu, vendor, ollama_models_dir, ollama_shared, err)
-    plan["fits"] = bool(fits)
-    plan["refused"] = bool(errors) or not plan["fits"]
-    return plan
+        _llamacpp_cache_ram(plan, user["lines"], kv_mib, err)
+    return kv_mib, kv_exact
 
 
 def _stage_model(plan, backend, model, model_root, stage_dir, err):
@@ -1563,149 +1663,28 @@ def plan_host(
             "warnings": [],
             "refused": True,
         }
-    ollama_dirs = {}
-    for inst in instances:
-        if (
-            isinstance(inst, dict)
-            and inst.get("backend") == "ollama"
-            and inst.get("state", "present") != "absent"
-        ):
-            key = inst.get("ollama_models_dir") or ollama_models_dir
-            ollama_dirs[key] = ollama_dirs.get(key, 0) + 1
     vendor, vram, _ = effective_gpu(gpu)
     gpu_reserve = max(_as_int(gpu_reserve_mib) or 0, 0)
     host_reserve = max(_as_int(host_reserve_mib) or 0, 0)
     ledger = _Ledger(host, vendor, host_gpus(gpu), gpu_reserve, host_mem_mib, host_reserve)
-    placed_plans = {}
-    # Placed by priority (higher first), then in inventory order; listed in inventory order.
-    for position in sorted(range(len(instances)), key=lambda n: (-_priority(instances[n]), n)):
-        inst = instances[position]
-        model = None
-        if isinstance(inst, dict):
-            path = resolve_model_path(inst.get("model"), model_root)
-            model = models.get(path) or models.get(inst.get("model"))
-            shared = ollama_dirs.get(inst.get("ollama_models_dir") or ollama_models_dir, 0) > 1
-        else:
-            shared = False
-        rest = (host_mem_mib, host, bind, model_root, ollama_models_dir, shared, stage, stage_dir)
-        wants = _ledger_wants(inst)
-        pin = {"name": inst.get("name") if isinstance(inst, dict) else None, "errors": []}
-        scope = ledger.resolve(pin, wants["gpus"]) if ledger.gpus else None
-        if wants["gpus"] is not None and not ledger.gpus:
-            pin["errors"].append(f"{host}/{pin['name']}: gpus: the host has no GPU the planner places on")
-        # Alone, an instance may use the GPUs it is pinned to, else all of them (less the reserve).
-        if ledger.gpus and (scope is not None or gpu_reserve):
-            view = _gpu_view(gpu, ledger.scope_mib(scope if scope is not None else range(len(ledger.gpus))))
-        else:
-            view = gpu
-        plan = plan_instance(inst, model, view, *rest)
-        plan["errors"].extend(pin["errors"])
-        placed = ledger.choose(plan, scope) if ledger.gpus else []
-        if ledger.needs_gpu_room(plan, wants, placed):
-            if wants["partial_offload"]:
-                alone = plan["estimated_vram_mib"]
-                plan = plan_instance(inst, model, _gpu_view(gpu, ledger.scope_free(placed)), *rest)
-                plan["errors"].extend(pin["errors"])
-                ledger.note_partial(plan, alone, placed)
-            else:
-                ledger.refuse_gpu(plan, placed)
-        ledger.add(plan, wants, placed)
-        placed_plans[position] = plan
-    plans = [placed_plans[n] for n in range(len(instances))]
+    context = {
+        "models": models,
+        "gpu": gpu,
+        "gpu_reserve": gpu_reserve,
+        "ollama_dirs": _ollama_dir_counts(instances, ollama_models_dir),
+        "ollama_models_dir": ollama_models_dir,
+        "model_root": model_root,
+        "rest": (host_mem_mib, host, bind, model_root, ollama_models_dir),
+        "stage": (stage, stage_dir),
+    }
+    plans = _place_on_ledger(host, instances, ledger, context)
     host_errors.extend(ledger.errors)
     host_warnings.extend(ledger.warnings)
-
-    seen_names = {}
-    for plan in plans:
-        name = plan["name"]
-        if isinstance(name, str):
-            if name in seen_names:
-                msg = f"{host}/{name}: name: two instances are named {name}; names must be unique on a host"
-                host_errors.append(msg)
-                plan["errors"].append(msg)
-            seen_names[name] = plan
-
-    owners = {}
-    used = {}
-    for port in used_ports or ():
-        value = _as_int(port)
-        if value:
-            used[value] = True
-    for plan in plans:
-        if plan["state"] == "absent":
-            continue
-        for port, role in _port_roles(plan):
-            if port in owners and owners[port][0] is not plan:
-                other, other_role = owners[port]
-                msg = "{}: port {} is used by both {}/{} ({}) and {}/{} ({})".format(
-                    host,
-                    port,
-                    host,
-                    other["name"],
-                    other_role,
-                    host,
-                    plan["name"],
-                    role,
-                )
-                host_errors.append(msg)
-                plan["errors"].append(msg)
-                other["errors"].append(msg)
-            elif port in owners:
-                msg = "{}/{}: port {} is both its {} and its {}".format(
-                    host,
-                    plan["name"],
-                    port,
-                    owners[port][1],
-                    role,
-                )
-                host_errors.append(msg)
-                plan["errors"].append(msg)
-            else:
-                owners[port] = (plan, role)
-            if port in used:
-                msg = "{}/{}: port {} ({}) is already used by another service on the host".format(
-                    host,
-                    plan["name"],
-                    port,
-                    role,
-                )
-                host_errors.append(msg)
-                plan["errors"].append(msg)
-            if port > 65535:
-                msg = "{}/{}: port {} ({}) is outside 1-65535".format(host, plan["name"], port, role)
-                host_errors.append(msg)
-                plan["errors"].append(msg)
-
+    _check_names(host, plans, host_errors)
+    _check_ports(host, plans, used_ports, host_errors)
     _check_stage_room(host, plans, stage_max_mib, host_errors)
-
-    textgen_present = [p for p in plans if p["backend"] == "textgen" and p["state"] != "absent"]
-    if textgen_version and textgen_present and str(textgen_version) != textgen_flags.TEXTGEN_VERSION:
-        table = textgen_flags.TEXTGEN_VERSION
-        msg = (
-            f"{host}: textgen_webui_version is {textgen_version}, but instance flags are checked against "
-            f"text-generation-webui {table}'s own flag table (plugins/module_utils/textgen_flags.py): pin "
-            f"textgen_webui_version: {table}, or regenerate the table for {textgen_version} with "
-            "tools/gen_textgen_flags.py"
-        )
-        host_errors.append(msg)
-        for plan in textgen_present:
-            plan["errors"].append(msg)
-
-    errors = []
-    for plan in plans:
-        plan["refused"] = bool(plan["errors"]) or not plan["fits"]
-        for msg in plan["errors"]:
-            if msg not in errors:
-                errors.append(msg)
-        if not plan["errors"] and not plan["fits"]:
-            errors.append(
-                "{}/{}: refused: the model does not fit ({})".format(
-                    host, plan["name"], plan["reasons"][-1] if plan["reasons"] else "no estimate"
-                )
-            )
-    for msg in host_errors:
-        if msg not in errors:
-            errors.append(msg)
+    _check_textgen_version(host, plans, textgen_version, host_errors)
+    errors = _gather_errors(host, plans, host_errors)
     return {
         "host": host,
         "gpu": {
@@ -1722,6 +1701,146 @@ def plan_host(
         "warnings": host_warnings,
         "refused": bool(errors),
     }
+
+
+def _ollama_dir_counts(instances, ollama_models_dir):
+    """How many present Ollama instances share each models directory (OLLAMA_MODELS)."""
+    counts = {}
+    for inst in instances:
+        if (
+            isinstance(inst, dict)
+            and inst.get("backend") == "ollama"
+            and inst.get("state", "present") != "absent"
+        ):
+            key = inst.get("ollama_models_dir") or ollama_models_dir
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _place_on_ledger(host, instances, ledger, context):
+    """Plan each instance against what the ledger has left, by priority (higher first), then
+    in inventory order; returns the plans in inventory order."""
+    gpu, models = context["gpu"], context["models"]
+    placed_plans = {}
+    for position in sorted(range(len(instances)), key=lambda n: (-_priority(instances[n]), n)):
+        inst = instances[position]
+        model = None
+        shared = False
+        if isinstance(inst, dict):
+            path = resolve_model_path(inst.get("model"), context["model_root"])
+            model = models.get(path) or models.get(inst.get("model"))
+            key = inst.get("ollama_models_dir") or context["ollama_models_dir"]
+            shared = context["ollama_dirs"].get(key, 0) > 1
+        rest = (*context["rest"], shared, *context["stage"])
+        wants = _ledger_wants(inst)
+        pin = {"name": inst.get("name") if isinstance(inst, dict) else None, "errors": []}
+        scope = ledger.resolve(pin, wants["gpus"]) if ledger.gpus else None
+        if wants["gpus"] is not None and not ledger.gpus:
+            pin["errors"].append(f"{host}/{pin['name']}: gpus: the host has no GPU the planner places on")
+        # Alone, an instance may use the GPUs it is pinned to, else all of them (less the reserve).
+        if ledger.gpus and (scope is not None or context["gpu_reserve"]):
+            view = _gpu_view(gpu, ledger.scope_mib(scope if scope is not None else range(len(ledger.gpus))))
+        else:
+            view = gpu
+        plan = plan_instance(inst, model, view, *rest)
+        plan["errors"].extend(pin["errors"])
+        placed = ledger.choose(plan, scope) if ledger.gpus else []
+        if ledger.needs_gpu_room(plan, wants, placed):
+            if wants["partial_offload"]:
+                alone = plan["estimated_vram_mib"]
+                plan = plan_instance(inst, model, _gpu_view(gpu, ledger.scope_free(placed)), *rest)
+                plan["errors"].extend(pin["errors"])
+                ledger.note_partial(plan, alone, placed)
+            else:
+                ledger.refuse_gpu(plan, placed)
+        ledger.add(plan, wants, placed)
+        placed_plans[position] = plan
+    return [placed_plans[n] for n in range(len(instances))]
+
+
+def _host_error(host_errors, msg, *plans):
+    host_errors.append(msg)
+    for plan in plans:
+        plan["errors"].append(msg)
+
+
+def _check_names(host, plans, host_errors):
+    """Instance names are unique on a host (they name units and directories)."""
+    seen = set()
+    for plan in plans:
+        name = plan["name"]
+        if isinstance(name, str):
+            if name in seen:
+                msg = f"{host}/{name}: name: two instances are named {name}; names must be unique on a host"
+                _host_error(host_errors, msg, plan)
+            seen.add(name)
+
+
+def _check_ports(host, plans, used_ports, host_errors):
+    """Each port of a present instance is its alone, free on the host, and a port number."""
+    owners = {}
+    used = {_as_int(port) for port in used_ports or ()} - {None, 0}
+    for plan in plans:
+        if plan["state"] == "absent":
+            continue
+        for port, role in _port_roles(plan):
+            if port in owners and owners[port][0] is not plan:
+                other, other_role = owners[port]
+                msg = "{}: port {} is used by both {}/{} ({}) and {}/{} ({})".format(
+                    host, port, host, other["name"], other_role, host, plan["name"], role
+                )
+                _host_error(host_errors, msg, plan, other)
+            elif port in owners:
+                msg = "{}/{}: port {} is both its {} and its {}".format(
+                    host, plan["name"], port, owners[port][1], role
+                )
+                _host_error(host_errors, msg, plan)
+            else:
+                owners[port] = (plan, role)
+            if port in used:
+                msg = "{}/{}: port {} ({}) is already used by another service on the host".format(
+                    host, plan["name"], port, role
+                )
+                _host_error(host_errors, msg, plan)
+            if port > 65535:
+                msg = "{}/{}: port {} ({}) is outside 1-65535".format(host, plan["name"], port, role)
+                _host_error(host_errors, msg, plan)
+
+
+def _check_textgen_version(host, plans, textgen_version, host_errors):
+    """textgen instances' flags are checked against one release's flag table: the host must
+    run that release."""
+    textgen_present = [p for p in plans if p["backend"] == "textgen" and p["state"] != "absent"]
+    if textgen_version and textgen_present and str(textgen_version) != textgen_flags.TEXTGEN_VERSION:
+        table = textgen_flags.TEXTGEN_VERSION
+        msg = (
+            f"{host}: textgen_webui_version is {textgen_version}, but instance flags are checked against "
+            f"text-generation-webui {table}'s own flag table (plugins/module_utils/textgen_flags.py): pin "
+            f"textgen_webui_version: {table}, or regenerate the table for {textgen_version} with "
+            "tools/gen_textgen_flags.py"
+        )
+        _host_error(host_errors, msg, *textgen_present)
+
+
+def _gather_errors(host, plans, host_errors):
+    """Every plan's errors once, a refusal line for a plan that does not fit without an
+    error, then the host's own; sets each plan's ``refused``."""
+    errors = []
+    for plan in plans:
+        plan["refused"] = bool(plan["errors"]) or not plan["fits"]
+        for msg in plan["errors"]:
+            if msg not in errors:
+                errors.append(msg)
+        if not plan["errors"] and not plan["fits"]:
+            errors.append(
+                "{}/{}: refused: the model does not fit ({})".format(
+                    host, plan["name"], plan["reasons"][-1] if plan["reasons"] else "no estimate"
+                )
+            )
+    for msg in host_errors:
+        if msg not in errors:
+            errors.append(msg)
+    return errors
 
 
 def _check_stage_room(host, plans, stage_max_mib, host_errors):

@@ -121,6 +121,14 @@ models:
     value_length:
       description: Size of one value head, likewise (GGUF C(<arch>.attention.value_length), HF C(head_dim)).
       type: int
+    sliding_window:
+      description:
+        - Tokens a sliding-window attention layer sees (GGUF C(<arch>.attention.sliding_window)), for the
+          architectures llama.cpp gives a sliding-window KV cache; null otherwise.
+      type: int
+    swa_layers:
+      description: How many layers use that window (from C(<arch>.attention.sliding_window_pattern) or llama.cpp's default).
+      type: int
     embedding_length:
       description: Hidden size.
       type: int
