@@ -84,6 +84,7 @@ import math
 import os
 import posixpath
 import re
+import shlex
 
 try:
     from ansible.module_utils import llama_server_options, textgen_flags
@@ -1209,6 +1210,8 @@ def _context_and_cache(plan, inst, model, backend, user, err, warn):
         plan["reasons"].append(f"OLLAMA_NUM_PARALLEL {slots}: the KV cache holds {slots} x {ctx} tokens.")
     if backend == "llamacpp" and fmt == "gguf":
         _llamacpp_cache_ram(plan, user["lines"], kv_mib, err)
+    elif backend == "textgen" and fmt == "gguf":
+        _textgen_cache_ram(plan, user["flags"], kv_mib, err)
     return kv_mib, kv_exact
 
 
@@ -1279,6 +1282,67 @@ def _llamacpp_cache_ram(plan, user_lines, kv_mib, err):
                 "--cache-ram in flags"
                 if given
                 else "--cache-ram, one context's KV cache; upstream's default is 8192",
+            )
+        )
+
+
+def textgen_extra_flag_words(value):
+    """textgen's --extra-flags as its llama.cpp loader hands them to llama-server (v4.7.3
+    modules/llama_cpp_server.py): the literal form ("--jinja --rpc h:p") split like a shell,
+    or the legacy "flag1=value1,flag2" form, where names of three characters or less get
+    one dash unless they are long-only (rpc, fit, pos, ppl)."""
+    text = str(value).strip()
+    for quote in ('"', "'"):
+        if len(text) >= 2 and text.startswith(quote) and text.endswith(quote):
+            text = text[1:-1].strip()
+            break
+    if text.startswith("-"):
+        try:
+            return shlex.split(text)
+        except ValueError:
+            return text.split()
+    words = []
+    for item in text.split(","):
+        flag, sep, val = item.strip().partition("=")
+        flag = flag.strip()
+        dash = "-" if len(flag) <= 3 and flag not in ("rpc", "fit", "pos", "ppl") else "--"
+        words += [dash + flag, val.strip()] if sep else [dash + flag]
+    return words
+
+
+def _textgen_cache_ram(plan, user_flags, kv_mib, err):
+    """textgen's llama.cpp loader starts llama-server without --cache-ram, so its prompt
+    cache may take upstream's 8192 MiB of RAM. The plan caps it as for the llamacpp
+    backend, one context's KV cache, through --extra-flags; a user's own --extra-flags are
+    left as written, and their --cache-ram (or upstream's default) is what is counted."""
+    extra = user_flags.get("--extra-flags")
+    if not extra:
+        plan["cache_ram_mib"] = min(LLAMA_CACHE_RAM_DEFAULT_MIB, max(1, int(math.ceil(kv_mib))))
+        plan["textgen_cache_ram_flag"] = True
+        plan["reasons"].append(
+            "Prompt cache of textgen's llama-server: up to {} MiB of RAM (--extra-flags '--cache-ram {}', "
+            "one context's KV cache; upstream's default is 8192).".format(
+                plan["cache_ram_mib"], plan["cache_ram_mib"]
+            )
+        )
+        return
+    given = _flag_values([" ".join(textgen_extra_flag_words(extra[-1]))], CACHE_RAM_FLAGS)
+    value = _as_int(given[-1]) if given else LLAMA_CACHE_RAM_DEFAULT_MIB
+    if value is None or value < 0:
+        err(
+            "flags",
+            f"--extra-flags: --cache-ram {given[-1]}: give the prompt cache's limit in MiB (0 turns it off); "
+            "without a limit it can take any amount of the host's RAM, which cannot be planned",
+        )
+        value = 0
+    plan["cache_ram_mib"] = value
+    if value:
+        plan["reasons"].append(
+            "Prompt cache of textgen's llama-server: up to {} MiB of RAM ({}).".format(
+                value,
+                "--cache-ram in --extra-flags"
+                if given
+                else "upstream's default: --extra-flags has no --cache-ram to cap it",
             )
         )
 
@@ -1450,6 +1514,10 @@ def _render_textgen(plan, inst, user_lines, host):
     if plan["loader"] == "llama.cpp" and "--gpu-layers" not in user_set and plan["gpu_layers"] is not None:
         lines.append("--gpu-layers {}".format(plan["gpu_layers"]))
     lines.extend(plan.pop("extra_flags", None) or [])
+    if plan.pop("textgen_cache_ram_flag", False) and plan["loader"] == "llama.cpp":
+        lines.append(
+            textgen_flags.flag_text("--extra-flags", ["--cache-ram {}".format(plan["cache_ram_mib"])])
+        )
     if inst["trust_remote_code"] and plan["model_format"] != "gguf":
         lines.append("--trust-remote-code")
     lines.extend(user_lines)

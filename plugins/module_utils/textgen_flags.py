@@ -666,7 +666,10 @@ def _check_value(entry, name, value):
 
 
 def _is_value_token(token):
-    if not token.startswith("-") or token == "-":
+    # argparse (Lib/argparse.py, _parse_optional) takes a word that starts with '-' as a
+    # value when it is "-", a negative number, or holds a space ("it was meant to be a
+    # positional"): --extra-flags '--jinja --cache-ram 512' is a flag and its one value.
+    if not token.startswith("-") or token == "-" or " " in token:
         return True
     try:  # argparse takes negative numbers as values
         float(token)

@@ -1234,3 +1234,35 @@ def test_a_gguf_of_an_architecture_llama_server_does_not_load_is_refused():
     )
     assert plan(llamacpp_inst())["errors"] == []  # qwen2 is one it loads
     assert "qwen2" in llama_server_options.ARCHITECTURES and "clip" not in llama_server_options.ARCHITECTURES
+
+
+# ---------------------------------------------------------------- textgen's llama-server prompt cache
+# textgen v4.7.3's llama.cpp loader (modules/llama_cpp_server.py) starts llama-server without
+# --cache-ram, whose default (common/common.h cache_ram_mib) is 8192 MiB of host RAM.
+
+
+def test_textgen_gguf_caps_its_llama_servers_prompt_cache_and_counts_it():
+    p = plan(inst(model="m.gguf", ctx_size=4096), gpu=NONE)
+    kv = sp.kv_cache_mib(gguf(), 4096)[0]
+    assert p["cache_ram_mib"] == kv
+    assert f"--extra-flags '--cache-ram {kv}'" in p["flags"]
+    assert f"--extra-flags '--cache-ram {kv}'" in p["cmd_flags"]
+    # Counted in RAM beside the weights, the KV cache and the server process.
+    assert p["estimated_ram_mib"] >= 4683 + kv + sp.LLAMA_PROCESS_RAM_MIB + kv
+
+
+def test_a_users_extra_flags_stay_as_written_and_their_cache_is_counted():
+    own = plan(inst(model="m.gguf", flags=["--extra-flags '--jinja --cache-ram 300'"]), gpu=NONE)
+    assert own["cache_ram_mib"] == 300 and sum("--extra-flags" in f for f in own["flags"]) == 1
+    legacy = plan(inst(model="m.gguf", flags=["--extra-flags cache-ram=200,jinja"]), gpu=NONE)
+    assert legacy["cache_ram_mib"] == 200
+    none = plan(inst(model="m.gguf", flags=["--extra-flags jinja"]), gpu=NONE)  # legacy form: --jinja
+    assert none["cache_ram_mib"] == 8192  # upstream's default: nothing caps it
+    assert any("--extra-flags has no --cache-ram" in r for r in none["reasons"])
+    bad = plan(inst(model="m.gguf", flags=["--extra-flags '--cache-ram -1'"]), gpu=NONE)
+    assert "ws/coder: flags: --extra-flags: --cache-ram -1" in errors_of(bad)
+
+
+def test_textgen_transformers_models_get_no_llama_server_cache():
+    p = plan(inst(model="org/m"), model=hf(), gpu=NV24)
+    assert p["cache_ram_mib"] is None and not any("--extra-flags" in f for f in p["flags"])

@@ -368,6 +368,30 @@ def test_textgen_standin_runs_llama_server_with_upstream_flags_on_api_port_plus_
     assert get(f"http://127.0.0.1:{api + 5}/health") == {"status": "ok"}
 
 
+def test_the_plans_prompt_cache_cap_reaches_the_real_llama_server(gguf_standin):
+    """The planner caps the prompt cache of textgen's llama-server with a CMD_FLAGS line
+    ``--extra-flags '--cache-ram N'``: read by the stand-in as upstream v4.7.3 reads
+    CMD_FLAGS.txt and --extra-flags (literal form), it reaches the real llama-server, which
+    takes it and serves."""
+    from ansible.module_utils import serving_plan, textgen_flags
+    from test_serving_plan import gguf, inst
+
+    plan = serving_plan.plan_instance(
+        inst(model="m.gguf", ctx_size=256),
+        gguf(),
+        {"vendor": "none", "total_vram_mib": 0},
+        65536,
+        "h",
+        model_root="/m",
+    )
+    line = next(f for f in plan["flags"] if f.startswith("--extra-flags"))
+    assert line == textgen_flags.flag_text("--extra-flags", [f"--cache-ram {plan['cache_ram_mib']}"])
+    api, _proc, child = gguf_standin(line + "\n")
+    args = cmdline(child)
+    assert args[args.index("--cache-ram") + 1] == str(plan["cache_ram_mib"])
+    assert get(f"http://127.0.0.1:{api + 5}/health") == {"status": "ok"}
+
+
 def test_textgen_standin_gguf_completion_is_generated_by_llama_server(gguf_standin, tiny_gguf):
     api, _proc, _child = gguf_standin()
     body = json.dumps({"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}).encode()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import sys
 
 import pytest
@@ -246,3 +247,25 @@ def test_loader_status_comes_from_the_table():
     assert tf.loader_is_current("ExLlamav3")
     assert tf.loader_is_current("llama.cpp")
     assert not tf.loader_is_current("ExLlamav2_HF")
+
+
+def test_a_value_starting_with_a_dash_is_a_value_when_argparse_takes_it_as_one():
+    """upstream's parser is argparse: '--extra-flags "--jinja --cache-ram 512"' is one flag and
+    its value (a word with a space is never an option), '--extra-flags --jinja' is a flag
+    without its value. Checked against argparse itself."""
+    import argparse
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--extra-flags")
+    parser.add_argument("--jinja", action="store_true")
+    for entry, value in (
+        ("--extra-flags '--jinja --cache-ram 512'", "--jinja --cache-ram 512"),
+        ("--extra-flags --jinja", None),
+    ):
+        parsed = tf.parse_flags([entry])
+        try:
+            upstream = parser.parse_args(shlex.split(entry)).extra_flags
+        except (argparse.ArgumentError, SystemExit):
+            upstream = None
+        assert upstream == value
+        assert ([f["values"] for f in parsed["flags"]] == [[value]]) if value else parsed["errors"], parsed
