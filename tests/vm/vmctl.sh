@@ -98,7 +98,9 @@ case "$cmd" in
     dir=${1:?directory} addr=${2:?address} port=${3:?port}
     pidfile="${run}/serve-${port}.pid"
     alive "$pidfile" && exit 0
-    in_ns python3 -m http.server --bind "$addr" --directory "$dir" "$port" \
+    # Not through in_ns: a function in the background is a subshell, whose pid would go to
+    # the pid file while python, its child, outlived net-down. ip execs python in place.
+    ip netns exec "$ns" python3 -m http.server --bind "$addr" --directory "$dir" "$port" \
       >"${run}/serve-${port}.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
     for _ in $(seq 1 50); do
