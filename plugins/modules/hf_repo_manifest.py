@@ -137,7 +137,10 @@ from ansible.module_utils.hf_repo import HubError, resolve
 def ensure_directories(directory, files, owner, group, mode, check_mode):
     """``directory`` and the parents of ``files`` below it, with owner, group and mode.
     Returns the paths created or corrected (in check mode: that would be)."""
-    uid, gid, mode = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid, int(str(mode), 8)
+    # A name or a numeric id, as the file module takes them.
+    uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+    gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    mode = int(str(mode), 8)
     wanted = {directory}
     for f in files:
         parts = f["path"].split("/")

@@ -296,3 +296,6 @@ def test_the_module_makes_the_entry_directories_in_the_same_call(hub, tmp_path, 
     os.chmod(f"{base}/a", 0o777)
     assert hf_repo_manifest.ensure_directories(base, nested, owner, group, "0750", False) == [f"{base}/a"]
     assert os.stat(f"{base}/a").st_mode & 0o7777 == 0o750
+    # Numeric ids work as names do (the file module took both).
+    ids = (str(os.getuid()), str(os.getgid()))
+    assert hf_repo_manifest.ensure_directories(base, nested, *ids, "0750", False) == []
