@@ -67,7 +67,7 @@ def serving_plan_host(
         _int_or_none(gpu_reserve_mib, "gpu_reserve_mib") or 0,
         _int_or_none(host_reserve_mib, "host_reserve_mib") or 0,
         stage or "none",
-        stage_dir,
+        stage_dir or serving_plan.DEFAULT_STAGE_DIR,
         int(float(stage_max_gib or 0) * 1024),
     )
 

@@ -1927,10 +1927,7 @@ def _check_stage_room(host, plans, stage_max_mib, host_errors):
         f"{host}: stage: the staged models need {_mib(total)} MiB ({parts}), more than the staging "
         f"directory may hold, {limit} MiB (model_instances_stage_max_gib); raise the limit or stage fewer models"
     )
-    host_errors.append(msg)
-    for group in users.values():
-        for plan in group:
-            plan["errors"].append(msg)
+    _host_error(host_errors, msg, *(plan for group in users.values() for plan in group))
 
 
 def _gpu_view(gpu, vram_mib):

@@ -130,11 +130,7 @@ def record_for(store, path):
         head, rest = "/".join(parts[:cut]), "/".join(parts[cut:])
         candidates.append(os.path.join(store, ".model_store", head, "files", rest + ".json"))
     for candidate in candidates:
-        try:
-            with open(candidate, encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            continue
+        record = _read_json(candidate)
         if isinstance(record, dict) and record.get("digest") and record.get("algo"):
             return record
     return None
@@ -182,10 +178,11 @@ def _makedirs(path):
     os.makedirs(path, mode=0o755, exist_ok=True)
 
 
-def copy_verified(src, dest, record):
-    """Copy ``src`` to ``dest`` through a temporary file, hashing what is read; the copy
-    replaces ``dest`` only when the digest matches the record (if any). Returns the digest."""
-    size = os.stat(src).st_size
+def copy_verified(src, dest, record, src_stat):
+    """Copy ``src`` (as ``src_stat`` saw it) to ``dest`` through a temporary file, hashing
+    what is read; the copy replaces ``dest`` only when the digest matches the record (if
+    any) and the store file did not change meanwhile. Returns ``(algo, digest)``."""
+    size = src_stat.st_size
     algo = record["algo"] if record else "sha256"
     hasher = _hasher(algo, size)
     _makedirs(os.path.dirname(dest))
@@ -206,12 +203,12 @@ def copy_verified(src, dest, record):
                 f"{src} has {algo} {digest}, not {record['digest']} as the store's record says: the store's "
                 "copy is damaged or was changed by hand; nothing was staged from it"
             )
-        if os.stat(part).st_size != size:
+        now = os.stat(src)
+        if (now.st_size, now.st_mtime_ns) != (size, src_stat.st_mtime_ns) or os.stat(part).st_size != size:
             raise StageError(f"{src} changed while it was copied; run again")
         os.chmod(part, 0o644)
         # The copy keeps the store file's times (as cp -p): its stamp is then the same on a
         # host rebuilt from scratch as before.
-        src_stat = os.stat(src)
         os.utime(part, ns=(src_stat.st_mtime_ns, src_stat.st_mtime_ns))
         os.replace(part, dest)
     except BaseException:
@@ -329,7 +326,7 @@ def run(stage_dir, store, models, check_mode):
         os.rmdir(os.path.join(stage_dir, rel))
     for rel, src, dest, src_stat in todo:
         record = record_for(store, src)
-        algo, digest = copy_verified(src, dest, record)
+        algo, digest = copy_verified(src, dest, record, src_stat)
         if record is None:
             result["unverified"].append(rel)
         dest_stat = os.stat(dest)

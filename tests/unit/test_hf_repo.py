@@ -8,6 +8,7 @@ import json
 import pytest
 from ansible.module_utils import hf_repo
 from hf_hub_fixtures import PRIVATE_TOKEN
+from module_run import run_main
 
 
 def _commits(hub, repo="ailab/tiny-gguf"):
@@ -224,10 +225,8 @@ def test_a_small_file_without_blob_id_is_refused():
 
 def _run_module(capsys, args, check_mode=False):
     import hf_repo_manifest
-    from ansible.module_utils.testing import patch_module_args
 
-    with patch_module_args(dict(args, _ansible_check_mode=check_mode)), pytest.raises(SystemExit):
-        hf_repo_manifest.main()
+    run_main(hf_repo_manifest.main, args, check_mode)
     return json.loads(capsys.readouterr().out)
 
 

@@ -7,19 +7,15 @@ import subprocess
 
 import model_facts
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from fixtures_models import params_of, tiny_tensors, write_gguf
+from module_run import run_main
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def run_module(args, check_mode=False):
     """Run main() with ``args``; return its exit code (the result is on stdout)."""
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        model_facts.main()
-    return exc.value.code
+    return run_main(model_facts.main, args, check_mode)
 
 
 @pytest.fixture

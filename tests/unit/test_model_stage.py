@@ -9,15 +9,11 @@ import json
 
 import model_stage
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from module_run import run_main
 
 
 def run_module(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        model_stage.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+    return run_main(model_stage.main, args, check_mode), json.loads(capsys.readouterr().out)
 
 
 def put(path, data, record=None, algo="sha256"):

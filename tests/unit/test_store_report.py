@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from module_run import run_main
 from test_module_docs import docs
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -24,11 +24,7 @@ PLAYBOOK_BIN = os.path.join(BIN, "ansible-playbook")
 
 def run_module(args, check_mode=False):
     """Run main() with ``args``; return its exit code (the result is on stdout)."""
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        model_store_inventory.main()
-    return exc.value.code
+    return run_main(model_store_inventory.main, args, check_mode)
 
 
 @pytest.fixture
