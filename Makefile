@@ -57,6 +57,7 @@ artifacts: venv
 	  env PYTHON=$(abspath $(BIN)/python) tests/fixtures/build_gateway_wheelhouse.sh >/dev/null
 	$(BIN)/python tests/standins/package_standins.py $(AILAB_CACHE)/standins >/dev/null
 	$(BIN)/python tests/fixtures/make_lab_hub.py >/dev/null
+	$(TIMED) "artifact: transformers reference" - -- tests/fixtures/make_transformers_reference.sh >/dev/null
 
 # The VM tier's QEMU and its base disk (debootstrap), shared by every clone.
 vm-host-tools:

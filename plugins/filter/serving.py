@@ -105,7 +105,45 @@ def serving_model_paths(instances, model_root=None):
     return serving_plan.model_paths(instances, model_root)
 
 
-def serving_store_pending(models, store_models, mount_path, instances=None, store_path=None):
+def _repo_entries(store_models):
+    """The present repository entries of model_store_models."""
+    return [
+        e
+        for e in store_models or []
+        if isinstance(e, dict) and e.get("repo") and e.get("name") and e.get("state", "present") != "absent"
+    ]
+
+
+def _repo_record_path(entry, mount_path):
+    return posixpath.join(str(mount_path or "/"), ".model_store", str(entry["name"]), "repo.json")
+
+
+def serving_repo_records(store_models, mount_path):
+    """Where the store records what it holds of each repository entry, as this host sees it
+    (``<mount_path>/.model_store/<name>/repo.json``, written by hf_repo_manifest)."""
+    return [_repo_record_path(e, mount_path) for e in _repo_entries(store_models)]
+
+
+def _repo_held(entry, record):
+    """Whether the store's record says it holds entry as declared: the same repository,
+    include and exclude, at the declared commit (or, for a moving revision, the same name)."""
+    if not isinstance(record, dict):
+        return False
+
+    def patterns(value):
+        return [value] if isinstance(value, str) else list(value or [])
+
+    revision = str(entry.get("revision") or "")
+    held = record.get("commit") if len(revision) == 40 else record.get("revision")
+    return (
+        record.get("repo") == entry["repo"]
+        and held == revision
+        and record.get("include") == patterns(entry.get("include"))
+        and record.get("exclude") == patterns(entry.get("exclude"))
+    )
+
+
+def serving_store_pending(models, store_models, mount_path, instances=None, store_path=None, records=None):
     """Models missing on a host that the model store has, or will have once it fetches them.
 
     ``models``: model_facts results keyed by path; ``store_models``: the store's
@@ -121,8 +159,16 @@ def serving_store_pending(models, store_models, mount_path, instances=None, stor
     ``mount_path`` that the store does not declare (copied there by hand) is inspected
     in the store itself: on a freshly installed host the mount does not exist until the
     store play has run, and the model must not be refused for that.
+    ``records``: model_facts' ``records`` (serving_repo_records' paths); when given, a model
+    inside a repository entry the store does not yet hold as declared (another commit,
+    include or exclude, or no record) is pending too, even where files are there now.
     """
-    declared, repos = {}, {}
+    declared, repos, stale = {}, {}, set()
+    for entry in _repo_entries(store_models):
+        # Files there now from another revision (or half a fetch) are not what the instance
+        # will load: plan it after the store has fetched the declared one.
+        if records is not None and not _repo_held(entry, records.get(_repo_record_path(entry, mount_path))):
+            stale.add(serving_plan.resolve_model_path(str(entry["name"]), mount_path).rstrip("/") + "/")
     for entry in store_models or []:
         if not isinstance(entry, dict) or entry.get("state", "present") == "absent" or not entry.get("name"):
             continue
@@ -133,12 +179,15 @@ def serving_store_pending(models, store_models, mount_path, instances=None, stor
     pending = {"src": {}, "url": {}, "instances": []}
     for path, facts in (models or {}).items():
         missing = isinstance(facts, dict) and str(facts.get("error") or "").endswith("does not exist")
-        if not missing:
+        in_stale = next((d for d in stale if (path.rstrip("/") + "/").startswith(d)), None)
+        if not missing and not in_stale:
             continue
-        repo_dir = next((d for d in repos if path.startswith(d)), None)
+        repo_dir = next((d for d in repos if (path.rstrip("/") + "/").startswith(d)), None)
         if repo_dir is not None:
             entry = repos[repo_dir]
-            pending["url"][path] = f"hf:{entry['repo']}@{entry.get('revision')}/{path[len(repo_dir) :]}"
+            pending["url"][path] = (
+                f"hf:{entry['repo']}@{entry.get('revision')}/{path[len(repo_dir) :]}".rstrip("/")
+            )
             continue
         if path not in declared:
             rel = posixpath.relpath(path, mount_path) if mount_path and posixpath.isabs(path) else ""
@@ -222,6 +271,7 @@ class FilterModule:
             "serving_plan_table": serving_plan_table,
             "serving_store_pending": serving_store_pending,
             "serving_store_root": serving_store_root,
+            "serving_repo_records": serving_repo_records,
             "serving_stage_items": serving_stage_items,
             "textgen_cmd_flags": textgen_cmd_flags,
             "textgen_flags_check": textgen_flags_check,

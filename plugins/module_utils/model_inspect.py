@@ -249,6 +249,7 @@ def _new_result(path):
         "format": "unknown",
         "architecture": None,
         "model_type": None,
+        "tokenizer": None,
         "params": None,
         "params_source": None,
         "quantization": {"name": None, "bits": None},
@@ -1158,6 +1159,9 @@ def inspect_hf_dir(path, ctx, result):
     result["params"] = params
     result["params_source"] = params_source
     result["files"] = weights
+    # What AutoTokenizer.from_pretrained builds a tokenizer from (transformers 5.6,
+    # tokenization_utils_tokenizers.py): tokenizer.json, else a slow tokenizer.model to convert.
+    result["tokenizer"] = next((n for n in ("tokenizer.json", "tokenizer.model") if n in names), None)
     result["size_bytes"] = sum(os.path.getsize(f) for f in weights)
     result["complete"] = complete
     result["servable"] = complete and fmt not in ("diffusers", "sentence-transformers")

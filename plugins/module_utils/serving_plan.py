@@ -1401,6 +1401,18 @@ def _plan_hf(plan, inst, model, vendor, vram, kv_mib, user_flags, host_mem_mib, 
             0,
             f"Loader Transformers: the model is {fmt} Hugging Face weights (what textgen would pick too).",
         )
+        if "tokenizer" in model and not model["tokenizer"]:
+            # modules/models.py load_model (v4.7.3) loads the tokenizer after the model with
+            # AutoTokenizer.from_pretrained on the same directory, uncaught: without one the
+            # program stops at startup (transformers 5.6: "Couldn't instantiate the backend
+            # tokenizer").
+            err(
+                "model",
+                f"{path} has no tokenizer (tokenizer.json, or tokenizer.model to convert): textgen's "
+                "Transformers loader reads it from the model's directory and stops without one; "
+                "download the repository's tokenizer files too",
+            )
+            return False
     if _is_bitsandbytes(model) and vendor != "nvidia":
         err("model", f"{path} is quantized with bitsandbytes, which textgen installs for NVIDIA only")
         return False

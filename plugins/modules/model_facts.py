@@ -34,6 +34,15 @@ options:
       - Mutually exclusive with O(path).
     type: list
     elements: str
+  records:
+    description:
+      - JSON files read beside the models, returned in C(records) keyed by path (null when a file
+        is missing or not JSON). The model store's record of a Hugging Face repository entry
+        (C(.model_store/NAME/repo.json)) says which commit the store holds, so a plan can wait
+        for the store to fetch another revision instead of judging the files there now.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -65,6 +74,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+records:
+  description: The parsed contents of each file in O(records), keyed by path; null when missing or not JSON.
+  returned: always
+  type: dict
 models:
   description: One result per path, keyed by the path as given.
   returned: always
@@ -86,6 +99,12 @@ models:
       type: str
     model_type:
       description: config.json C(model_type) (Hugging Face directories).
+      type: str
+    tokenizer:
+      description: >-
+        Hugging Face directories: the file a Transformers loader builds the tokenizer from,
+        C(tokenizer.json) or C(tokenizer.model), or null when the directory has neither (the
+        planner refuses it for textgen's Transformers loader). Null for GGUF files.
       type: str
     params:
       description: Parameter count, or null when unknown.
@@ -196,6 +215,7 @@ model:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.hf_repo import read_record
 from ansible.module_utils.model_inspect import inspect_path, inspect_paths
 
 
@@ -204,6 +224,7 @@ def main():
         argument_spec={
             "path": {"type": "str"},
             "paths": {"type": "list", "elements": "str"},
+            "records": {"type": "list", "elements": "str", "default": []},
         },
         mutually_exclusive=[("path", "paths")],
         required_one_of=[("path", "paths")],
@@ -220,10 +241,11 @@ def main():
         if empty:
             module.fail_json(msg="paths must not hold empty entries")
 
+    records = {name: read_record(name) for name in module.params["records"]}
     if path is not None:
         result = inspect_path(path)
-        module.exit_json(changed=False, model=result, models={path: result})
-    module.exit_json(changed=False, models=inspect_paths(paths))
+        module.exit_json(changed=False, model=result, models={path: result}, records=records)
+    module.exit_json(changed=False, models=inspect_paths(paths), records=records)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ WS = lab_vars("host_vars/workstation.yml")["model_instances"]
 LC = lab_vars("host_vars/localcloud.yml")["model_instances"]
 AMD = lab_vars("host_vars/amdbox.yml")["model_instances"]
 ALL = lab_vars("group_vars/all.yml")
-CODER, CHAT = WS
+# The overlays below list the instances a case needs; the others are left out.
+CODER, CHAT = (next(i for i in WS if i["name"] == name) for name in ("coder", "chat"))
 TINY = LC[0]
 AMDCHAT, AMDCODER = AMD
 
@@ -134,6 +135,13 @@ CASES = [
         ws(with_(CODER, model="bad/exl2"), CHAT),
         None,
         ["workstation/coder", "EXL2"],
+    ),
+    (
+        "transformers-model-without-tokenizer",
+        "workstation",
+        ws(with_(CODER, model="bad/no-tokenizer"), CHAT),
+        None,
+        ["workstation/coder", "bad/no-tokenizer has no tokenizer", "tokenizer.json"],
     ),
     (
         "exl3-on-amd",
@@ -401,6 +409,7 @@ def broken_models(lab):
     fm.write_hf_dir(
         os.path.join(bad, "exl3"), config={"quantization_config": {"quant_method": "exl3", "bits": 4.0}}
     )
+    fm.write_hf_dir(os.path.join(bad, "no-tokenizer"), tokenizer=False)
     fm.write_hf_dir(
         os.path.join(bad, "remote-code"), config={"auto_map": {"AutoModelForCausalLM": "modeling_x.XModel"}}
     )

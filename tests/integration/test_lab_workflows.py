@@ -125,7 +125,7 @@ def test_first_converge_leaves_every_instance_serving(converged_runs):
     assert "<table>" in (REPO / "reports" / "health.html").read_text()
     # What each instance uses now, beside its plan: its unit's memory, as systemd counts it.
     markdown = (REPO / "reports" / "health.md").read_text()
-    for name in ("tiny", "coder", "chat", "amdchat", "amdcoder"):
+    for name in ("tiny", "coder", "hfchat", "chat", "amdchat", "amdcoder"):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
         planned, used = row.split("|")[7].strip().split(" / ")
         assert planned.isdigit() and used.isdigit() and int(used) > 0, row
@@ -212,6 +212,29 @@ def test_instance_on_a_repository_file_answers_a_completion(lab):
     assert "/srv/models/tiny-llama-GGUF/tiny-llama-F32.gguf" in unit
     reply = complete(store, "hubtiny", 8085)
     assert reply["choices"][0]["text"] is not None and reply["usage"]["completion_tokens"] > 0
+
+
+def test_instance_on_a_safetensors_repository_is_loaded_by_textgens_transformers_loader(lab, gateway_client):
+    """workstation's hfchat serves the safetensors repository entry: textgen's Transformers
+    loader takes --model-dir (the store's mount) and the entry's directory name; the
+    stand-in checks the directory as transformers 5.6.2 would (config, weights, tokenizer)
+    and generates nothing, so the chat through the gateway says it is the stand-in."""
+    ws = lab["hosts"]["workstation"]
+    flags = host_exec(ws, "cat", "/srv/textgen/hfchat/CMD_FLAGS.txt").stdout.splitlines()
+    assert {
+        "--model-dir /media/data/models",
+        "--model tiny-llama-safetensors",
+        "--loader Transformers",
+    } <= set(flags)
+    log = host_exec(ws, "journalctl", "-u", "textgen-hfchat.service", "--no-pager", "-o", "cat").stdout
+    assert (
+        "Checked tiny-llama-safetensors as Transformers would load it: model type llama, "
+        "weights model.safetensors, tokenizer tokenizer.json"
+    ) in log
+    reply = openai_client(gateway_client).chat.completions.create(
+        model="hfchat", max_tokens=8, messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert "stand-in" in reply.choices[0].message.content
 
 
 def test_a_staged_instance_loads_its_verified_local_copy(converged_runs, lab):
@@ -303,7 +326,9 @@ def openai_client(info, key=None, ca=None):
 
 def test_gateway_lists_a_route_for_every_lab_instance(gateway_client):
     routes = {m.id for m in openai_client(gateway_client).models.list()}
-    assert routes == lab_instance_names()
+    # And a model's own name where one instance alone serves it (gateway_routes_from_hostvars):
+    # only hfchat's; the tiny GGUF is served by several.
+    assert routes == lab_instance_names() | {"tiny-llama-safetensors"}
 
 
 @pytest.mark.parametrize("route", ["tiny", "coder"])

@@ -122,10 +122,12 @@ def textgen(out, llama_archive):
         add_dir(tar, top)
         add(tar, top + "server.py", read("textgen-webui", "server.py"), 0o644)
         add_dir(tar, top + "modules/")
+        for module in ("llama_cpp_server.py", "transformers_loader.py"):
+            add(tar, top + "modules/" + module, read("textgen-webui", "modules", module), 0o644)
         add(
             tar,
-            top + "modules/llama_cpp_server.py",
-            read("textgen-webui", "modules", "llama_cpp_server.py"),
+            top + "transformers_model_types.json",
+            read("textgen-webui", "transformers_model_types.json"),
             0o644,
         )
         add(tar, top + "one_click.py", read("textgen-webui", "one_click.py"), 0o644)

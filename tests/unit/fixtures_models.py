@@ -223,10 +223,58 @@ def write_json(path, data):
     return str(path)
 
 
-def write_hf_dir(directory, config=None, tensors=None, shards=1, extra_files=None):
-    """A Hugging Face model directory: config.json plus safetensors weights."""
+HF_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
+
+
+def hf_tokenizer_files(vocab_size=LLAMA_CONFIG["vocab_size"]):
+    """tokenizer.json and tokenizer_config.json of a small word-level tokenizer, in the
+    tokenizers library's serialization (a JSON object with its ``model``), the files
+    AutoTokenizer.from_pretrained builds a tokenizer from; the real transformers 5.6.2
+    loads them (tests/unit/test_standin_transformers.py)."""
+    words = ["hello", "world", "the", "a", "is", "model", "lab", "tiny"]
+    tokens = HF_SPECIAL_TOKENS + words
+    tokens += [f"w{i}" for i in range(len(tokens), vocab_size)]
+    added = [
+        {
+            "id": i,
+            "content": token,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, token in enumerate(HF_SPECIAL_TOKENS)
+    ]
+    tokenizer = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": None,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(tokens)}, "unk_token": "<unk>"},
+    }
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "chat_template": "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:",
+    }
+    return {"tokenizer.json": tokenizer, "tokenizer_config.json": tokenizer_config}
+
+
+def write_hf_dir(directory, config=None, tensors=None, shards=1, extra_files=None, tokenizer=True):
+    """A Hugging Face model directory: config.json, safetensors weights and (unless
+    ``tokenizer`` is false) a tokenizer (hf_tokenizer_files)."""
     directory = str(directory)
     os.makedirs(directory, exist_ok=True)
+    if tokenizer:
+        for fname, content in hf_tokenizer_files().items():
+            write_json(os.path.join(directory, fname), content)
     if config is not False:
         write_json(os.path.join(directory, "config.json"), dict(LLAMA_CONFIG, **(config or {})))
     tensors = llama_safetensors_tensors() if tensors is None else tensors

@@ -33,6 +33,7 @@ def test_filter_module_registers_every_filter():
         "serving_default_bind",
         "serving_orphans",
         "serving_model_paths",
+        "serving_repo_records",
         "serving_stage_items",
         "serving_plan_table",
         "serving_store_pending",
@@ -140,6 +141,58 @@ def test_store_pending_waits_for_a_file_inside_a_repository_entry_the_store_will
     # Once fetched, the file is planned like any other.
     fetched = serving.serving_store_pending({"/m/repo-GGUF/q4.gguf": MODEL}, store_models, "/m", instances)
     assert fetched == {"src": {}, "url": {}, "instances": []}
+
+
+def test_store_pending_waits_for_a_repository_entry_the_store_holds_at_another_revision():
+    """A repository entry's directory is there, from the commit pinned before (here without
+    the tokenizer the new one adds): the instance is planned after the store fetched the
+    declared commit, not refused for what the old files lack. What the store holds is its
+    record, .model_store/<name>/repo.json (hf_repo_manifest)."""
+    old, new = "1" * 40, "2" * 40
+    store_models = [
+        {"name": "st", "repo": "org/st", "revision": new},
+        {"name": "gguf", "repo": "org/gguf", "revision": old, "include": ["*Q4*"]},
+    ]
+    instances = [{"name": "hf", "model": "st"}, {"name": "q4", "model": "gguf/m-Q4.gguf"}]
+    models = {"/m/st": MODEL, "/m/gguf/m-Q4.gguf": MODEL}
+    assert serving.serving_repo_records(store_models, "/m") == [
+        "/m/.model_store/st/repo.json",
+        "/m/.model_store/gguf/repo.json",
+    ]
+
+    def record(repo, commit, include=()):
+        return {"repo": repo, "revision": commit, "commit": commit, "include": list(include), "exclude": []}
+
+    records = {
+        "/m/.model_store/st/repo.json": record("org/st", old),
+        "/m/.model_store/gguf/repo.json": record("org/gguf", old, ["*Q4*"]),
+    }
+    pending = serving.serving_store_pending(models, store_models, "/m", instances, records=records)
+    assert pending == {"src": {}, "url": {"/m/st": f"hf:org/st@{new}"}, "instances": ["hf"]}
+    # Held as declared: planned now. No record yet (a store that never fetched it): pending.
+    records["/m/.model_store/st/repo.json"] = record("org/st", new)
+    assert (
+        serving.serving_store_pending(models, store_models, "/m", instances, records=records)["instances"]
+        == []
+    )
+    records["/m/.model_store/gguf/repo.json"] = None
+    assert serving.serving_store_pending(models, store_models, "/m", instances, records=records)[
+        "instances"
+    ] == ["q4"]
+    # Another include is another set of files.
+    records["/m/.model_store/gguf/repo.json"] = record("org/gguf", old, ["*Q8*"])
+    assert serving.serving_store_pending(models, store_models, "/m", instances, records=records)[
+        "instances"
+    ] == ["q4"]
+    # Without records (model_facts not asked), only missing models wait, as before.
+    assert serving.serving_store_pending(models, store_models, "/m", instances)["instances"] == []
+
+
+def test_store_pending_waits_for_a_whole_repository_directory_not_there_yet():
+    store_models = [{"name": "st", "repo": "org/st", "revision": "3" * 40}]
+    models = {"/m/st": {"error": "/m/st does not exist"}}
+    pending = serving.serving_store_pending(models, store_models, "/m", [{"name": "hf", "model": "st"}])
+    assert pending == {"src": {}, "url": {"/m/st": "hf:org/st@" + "3" * 40}, "instances": ["hf"]}
 
 
 def test_store_pending_is_empty_when_every_model_is_there():

@@ -54,6 +54,18 @@ def test_paths_inspects_each_and_a_bad_path_does_not_fail_the_task(gguf_file, tm
     assert "bad magic" in out["models"][str(bad)]["error"]
 
 
+def test_records_are_read_beside_the_models_and_a_missing_one_is_null(gguf_file, tmp_path, captured):
+    record = tmp_path / "repo.json"
+    record.write_text(json.dumps({"repo": "org/m", "commit": "1" * 40}))
+    (tmp_path / "broken.json").write_text("{")
+    names = [str(record), str(tmp_path / "absent.json"), str(tmp_path / "broken.json")]
+    assert run_module({"paths": [gguf_file], "records": names}) == 0
+    out = captured()
+    assert out["records"] == {names[0]: {"repo": "org/m", "commit": "1" * 40}, names[1]: None, names[2]: None}
+    assert run_module({"path": gguf_file}) == 0
+    assert captured()["records"] == {}
+
+
 def test_path_as_given_is_the_key_even_with_a_tilde(monkeypatch, tmp_path, captured):
     monkeypatch.setenv("HOME", str(tmp_path))
     write_gguf(tmp_path / "m.gguf")
@@ -95,7 +107,7 @@ def test_documentation_declares_check_mode_support():
 
     doc = yaml.safe_load(model_facts.DOCUMENTATION)
     assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert set(doc["options"]) == {"path", "paths"}
+    assert set(doc["options"]) == {"path", "paths", "records"}
     returned = yaml.safe_load(model_facts.RETURN)["models"]["contains"]
     from ansible.module_utils.model_inspect import _new_result
 

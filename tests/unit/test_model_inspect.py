@@ -493,6 +493,23 @@ def test_hf_directory_reads_config_and_safetensors(tmp_path):
     assert r["name_tags"]["version"] == "3.1" and r["name_tags"]["size_label"] == "8B"
 
 
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ("default", "tokenizer.json"),
+        ({"tokenizer.model": b"\n\x0e"}, "tokenizer.model"),
+        ({}, None),
+    ],
+)
+def test_hf_directory_names_the_file_its_tokenizer_comes_from(tmp_path, files, expected):
+    """transformers 5.6 (what textgen v4.7.3 pins) builds the tokenizer from tokenizer.json,
+    else converts a slow tokenizer.model (tokenization_utils_tokenizers.py); GGUF: null."""
+    d = write_hf_dir(
+        tmp_path / "m", tokenizer=files == "default", extra_files=None if files == "default" else files
+    )
+    assert mi.inspect_path(d)["tokenizer"] == expected
+
+
 def test_sharded_safetensors_through_the_index_sum_size_and_params(tmp_path):
     d = write_hf_dir(tmp_path / "m", shards=3)
     r = mi.inspect_path(d)

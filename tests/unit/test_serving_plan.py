@@ -344,6 +344,17 @@ def test_hf_refusal_gives_the_numbers():
     assert "the GPU has 8192 MiB" in msg
 
 
+@pytest.mark.parametrize("gpu", [NV24, NONE], ids=["gpu", "cpu"])
+def test_a_transformers_model_without_a_tokenizer_is_refused_naming_the_files(gpu):
+    """textgen v4.7.3's load_model calls load_tokenizer (AutoTokenizer.from_pretrained on the
+    model's directory) after the model, uncaught: without tokenizer files it stops at
+    startup. model_facts says tokenizer null for such a directory."""
+    p = plan(inst(), hf(tokenizer=None), gpu=gpu)
+    assert "m has no tokenizer (tokenizer.json, or tokenizer.model to convert)" in errors_of(p)
+    assert plan(inst(), hf(tokenizer="tokenizer.json"), gpu=gpu)["errors"] == []
+    assert plan(inst(), hf(), gpu=gpu)["errors"] == []  # facts without the field: not judged
+
+
 def test_hf_on_cpu_warns_it_is_slow_and_counts_float32_weights():
     p = plan(inst(), hf(), NONE, mem=131072)
     assert any("slow" in w for w in p["warnings"])

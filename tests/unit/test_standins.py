@@ -123,17 +123,23 @@ def textgen_llama(packaged, tmp_path):
     return install_textgen(packaged, tmp_path)
 
 
-def test_textgen_standin_refuses_a_removed_flag_with_exit_2(textgen, tmp_path):
-    data = tmp_path / "inst"
-    data.mkdir()
-    (data / "CMD_FLAGS.txt").write_text("# comment line\n\n--api\n--use_flash_attention_2\n")
-    proc = subprocess.run(
+def run_until_exit(textgen, data):
+    """The installed stand-in's server.py on ``data`` (its user data directory), for a run
+    that stops by itself (a refusal at startup)."""
+    return subprocess.run(
         [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
         cwd=textgen,
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_textgen_standin_refuses_a_removed_flag_with_exit_2(textgen, tmp_path):
+    data = tmp_path / "inst"
+    data.mkdir()
+    (data / "CMD_FLAGS.txt").write_text("# comment line\n\n--api\n--use_flash_attention_2\n")
+    proc = run_until_exit(textgen, data)
     assert proc.returncode == 2
     assert "--use_flash_attention_2" in proc.stderr
 
@@ -551,6 +557,24 @@ def test_textgen_standin_finds_a_transformers_model_only_by_name_under_its_model
         assert served == ([] if absolute else ["tiny-hf"])
 
 
+def test_textgen_standin_stops_at_startup_when_transformers_would_refuse_the_model(textgen, tmp_path):
+    """server.py (v4.7.3) calls load_model uncaught: a directory the Transformers loader
+    refuses (here: no tokenizer, checked against transformers 5.6.2 in
+    test_standin_transformers.py) stops the program before the API opens."""
+    fixtures = pytest.importorskip("fixtures_models")
+    store = tmp_path / "store"
+    fixtures.write_hf_dir(store / "no-tokenizer", tokenizer=False)
+    data = tmp_path / "inst"
+    data.mkdir()
+    (data / "CMD_FLAGS.txt").write_text(
+        f"--model-dir {store}\n--model no-tokenizer\n--api\n--api-port {free_port()}\n--nowebui\n"
+    )
+    proc = run_until_exit(textgen, data)
+    assert proc.returncode == 1
+    assert "Couldn't instantiate the backend tokenizer" in proc.stdout + proc.stderr
+    assert "has no tokenizer.json or tokenizer.model" in proc.stdout + proc.stderr
+
+
 def test_textgen_standin_reads_the_ui_password_file_as_upstream_does(textgen, tmp_path):
     # server.py create_interface() (v4.7.3): lines split at ',', pairs split at ':'.
     data = tmp_path / "inst"
@@ -576,12 +600,6 @@ def test_textgen_standin_stops_when_the_ui_password_file_cannot_be_read(textgen,
     (data / "CMD_FLAGS.txt").write_text(
         f"--listen-port {free_port()}\n--gradio-auth-path {tmp_path}/missing.txt\n"
     )
-    proc = subprocess.run(
-        [str(textgen / "installer_files/env/bin/python"), "server.py", "--user-data-dir", str(data)],
-        cwd=textgen,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = run_until_exit(textgen, data)
     assert proc.returncode != 0
     assert "missing.txt" in proc.stderr

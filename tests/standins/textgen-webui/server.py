@@ -1,8 +1,12 @@
 """STAND-IN for text-generation-webui's server.py (v4.7.3), used by the tests where the
 real checkout cannot be downloaded. It is NOT text-generation-webui: it has no UI, no
-Transformers/ExLlama loaders and runs no inference of its own. Its llama.cpp loader is
-real: a GGUF model is served by llama.cpp's own llama-server, started as upstream starts
-it (modules/llama_cpp_server.py here mirrors upstream's modules/llama_cpp_server.py).
+ExLlama loaders and runs no inference of its own. Its llama.cpp loader is real: a GGUF
+model is served by llama.cpp's own llama-server, started as upstream starts it
+(modules/llama_cpp_server.py here mirrors upstream's modules/llama_cpp_server.py). Its
+Transformers loader (modules/transformers_loader.py) accepts and refuses a model
+directory as the real library does, checked against transformers 5.6.2 in the tests,
+and loads no weights: a refused directory stops startup with exit status 1, as the
+uncaught exception stops upstream's server.py.
 
 What it reproduces from upstream v4.7.3 (oobabooga/text-generation-webui, commit
 1dcde41d03d13fc768316f4d2256a8a6dd044268):
@@ -462,7 +466,21 @@ def main(argv):
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
-    if model_name and loader != "llama.cpp":
+    if model_name and loader == "Transformers":
+        # Upstream's server.py does not catch a load error: the program stops with it.
+        from modules.transformers_loader import LoadError, load_model_HF
+
+        model_dir = args.model_dir or os.path.join(data_dir, "models")
+        try:
+            found = load_model_HF(model_dir, model_name, getattr(args, "trust_remote_code", False))
+        except LoadError as exc:
+            log(f"ERROR: Failed to load the model with Transformers: {exc}")
+            return 1
+        log(
+            f"Checked {model_name} as Transformers would load it: model type {found['model_type']}, "
+            f"weights {', '.join(found['weights'])}, tokenizer {found['tokenizer']} (no weights are loaded)"
+        )
+    elif model_name and loader != "llama.cpp":
         log(f"Loaded model {model_name} with loader {loader} (nothing is really loaded)")
     servers = []
     if args.api:
