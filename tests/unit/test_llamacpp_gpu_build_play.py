@@ -26,10 +26,10 @@ import subprocess
 import sys
 
 import pytest
+from gpu_samples import read as sample
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(sys.executable)
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_samples")
 SOURCE_URL = "https://example.invalid/llama.cpp-0c1e570.tar.gz"
 
 PLAYBOOK = """
@@ -47,11 +47,6 @@ PLAYBOOK = """
         name: llamacpp_server
         tasks_from: toolkit.yml
 """
-
-
-def sample(name):
-    with open(os.path.join(SAMPLES, name), encoding="utf-8", newline="") as fh:
-        return fh.read()
 
 
 def make_toolkits(root):

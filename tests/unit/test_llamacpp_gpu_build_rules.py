@@ -20,19 +20,12 @@ import os
 import sys
 
 import pytest
+from gpu_samples import read as sample
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "roles", "llamacpp_server", "filter_plugins"))
 
 import llamacpp_build as rules
-
-SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_samples")
-
-
-def sample(name):
-    with open(os.path.join(SAMPLES, name), encoding="utf-8", newline="") as fh:
-        return fh.read()
-
 
 NVCC_VERSION = sample("nvcc-11.8.89-debian12-version.txt")
 NVCC_ARCHS = sample("nvcc-11.8.89-debian12-list-gpu-arch.txt")
