@@ -408,11 +408,19 @@ def swa_kv_cells(backend, model, ctx, user_lines):
     """The KV cells llama.cpp gives each sliding-window layer, or None (full context).
 
     src/llama-kv-cache-iswa.cpp: size_swa = GGML_PAD(min(size_base, n_swa x (kv_unified ?
-    n_seq_max : 1) + n_ubatch), 256), unless --swa-full. llama-server (tools/server/server.cpp)
-    turns --parallel auto (its default) into 4 slots with kv_unified; n_ubatch defaults to 512
-    (common/common.h). textgen v4.7.3's llama.cpp loader (modules/llama_cpp_server.py) starts
-    llama-server with --parallel 1 and --ubatch-size 1024, and --swa-full with
-    --streaming-llm. Ollama's runner is not modelled: it keeps the full context."""
+    n_seq_max : 1) + n_ubatch), 256), unless --swa-full; size_base is n_ctx_seq, which is n_ctx
+    when unified, else GGML_PAD(n_ctx / n_seq_max, 256) (src/llama-context.cpp), and a cache
+    that is not unified holds one stream of that size per sequence (src/llama-kv-cache.cpp: K
+    and V tensors of kv_size x n_stream). The result is the cells of all streams together.
+    llama-server (tools/server/server.cpp) turns --parallel auto (its default) into 4 slots
+    with kv_unified; n_ubatch defaults to 512 (common/common.h). textgen v4.7.3's llama.cpp
+    loader (modules/llama_cpp_server.py) starts llama-server with --parallel 1 and
+    --ubatch-size 1024, and --swa-full with --streaming-llm. Ollama v0.32 serves every GGUF
+    with llama-server (llm/server.go NewLlamaServer): -c NumCtx x slots, -np slots (not
+    unified: one stream of NumCtx per slot), -b/-ub NumBatch (512, api/types.go
+    DefaultOptions), never --swa-full (llm/llama_server.go startLlamaServer,
+    appendBatchArgs); for Ollama ``ctx`` is one slot's and the result one slot's cells (the
+    caller multiplies by OLLAMA_NUM_PARALLEL)."""
     window = _as_int(model.get("sliding_window"))
     if not window or not _as_int(model.get("swa_layers")) or model.get("format") != "gguf":
         return None
@@ -436,10 +444,18 @@ def swa_kv_cells(backend, model, ctx, user_lines):
             return None
         seqs, unified = 1, False
         ubatch = value("--ubatch-size") or 1024
+    elif backend == "ollama":
+        seqs, unified, ubatch = 1, False, 512
     else:
         return None
-    cells = min(ctx, window * (seqs if unified else 1) + ubatch)
-    return -(-cells // 256) * 256
+
+    def pad(cells):
+        return -(-cells // 256) * 256
+
+    if unified:
+        return pad(min(ctx, window * seqs + ubatch))
+    per_seq = pad(ctx // seqs)
+    return seqs * pad(min(per_seq, window + ubatch))
 
 
 # text-generation-webui v4.7.3's llama.cpp loader passes --cache-type on to llama-server

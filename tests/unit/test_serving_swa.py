@@ -9,7 +9,11 @@ Upstream (the pinned llama.cpp build, the source the lab's llama-server is built
 - src/llama-kv-cache-iswa.cpp: size_swa = GGML_PAD(min(size_base, n_swa x (unified ?
   n_seq_max : 1) + n_ubatch), 256), full size with --swa-full;
 - tools/server/server.cpp: --parallel auto is 4 slots with kv_unified; common/common.h:
-  n_ubatch 512; textgen v4.7.3 modules/llama_cpp_server.py: --parallel 1, --ubatch-size 1024.
+  n_ubatch 512; textgen v4.7.3 modules/llama_cpp_server.py: --parallel 1, --ubatch-size 1024;
+- src/llama-context.cpp / src/llama-kv-cache.cpp: a cache that is not unified holds a stream of
+  GGML_PAD(n_ctx / n_seq_max, 256) cells per sequence;
+- Ollama v0.32 llm/server.go, llm/llama_server.go: every GGUF through llama-server with
+  -c NumCtx x slots, -np slots, -b/-ub 512.
 """
 
 from ansible.module_utils import model_inspect as mi
@@ -100,7 +104,10 @@ def test_llama_server_gives_sliding_layers_four_slots_of_window_plus_a_batch():
 def test_the_flags_that_change_the_window_cache_are_followed():
     cells = sp.swa_kv_cells
     assert cells("llamacpp", GEMMA3, 32768, ["--swa-full"]) is None
-    assert cells("llamacpp", GEMMA3, 32768, ["--parallel 2"]) == 1536  # not unified: one window
+    # Not unified: a stream per slot, each of PAD(32768 / 2, 256) cells and a window of its own
+    # (src/llama-context.cpp n_ctx_seq; src/llama-kv-cache.cpp tensors of kv_size x n_stream).
+    assert cells("llamacpp", GEMMA3, 32768, ["--parallel 2"]) == 2 * 1536
+    assert cells("llamacpp", GEMMA3, 2048, ["--parallel 4"]) == 4 * 512  # each stream's 512 cells
     assert cells("llamacpp", GEMMA3, 32768, ["-np 2", "-kvu"]) == 2560
     assert cells("llamacpp", GEMMA3, 32768, ["--ubatch-size 100"]) == 4352  # 4196 padded to 256
     assert cells("llamacpp", GEMMA3, 2048, []) == 2048  # never more than the context
@@ -113,7 +120,31 @@ def test_textgen_starts_llama_server_with_one_slot_and_a_larger_batch():
     assert any("keep 2048 tokens" in r for r in p["reasons"]), p["reasons"]
 
 
-def test_ollama_and_models_without_a_window_keep_the_full_context():
-    assert sp.swa_kv_cells("ollama", GEMMA3, 32768, []) is None
+def test_ollama_runs_llama_server_with_a_stream_per_slot_and_a_batch_of_512():
+    """Ollama v0.32 llm/server.go: "All GGML models are served via the upstream llama-server
+    subprocess"; llm/llama_server.go startLlamaServer passes -c NumCtx x slots and -np slots
+    (no -kvu, no --swa-full) and appendBatchArgs -b/-ub NumBatch (512 by default)."""
+    assert sp.swa_kv_cells("ollama", GEMMA3, 32768, []) == 1536  # one slot: 1024 + 512
+    one = plan(
+        inst(name="g", backend="ollama", model="g.gguf", port=11434, api_port=None, ctx_size=32768), GEMMA3
+    )
+    two = plan(
+        inst(
+            name="g",
+            backend="ollama",
+            model="g.gguf",
+            port=11434,
+            api_port=None,
+            ctx_size=32768,
+            env={"OLLAMA_NUM_PARALLEL": "2"},
+        ),
+        GEMMA3,
+    )
+    assert any("keep 1536 tokens" in r for r in one["reasons"]), one["reasons"]
+    assert two["estimated_vram_mib"] - one["estimated_vram_mib"] == kv(32768, 1536)
+
+
+def test_models_without_a_window_keep_the_full_context():
     assert sp.swa_kv_cells("llamacpp", gguf(), 32768, []) is None
+    assert sp.swa_kv_cells("ollama", gguf(), 32768, []) is None
     assert sp.kv_cache_mib(GEMMA3, 32768)[0] == kv(32768, 32768)
