@@ -1,25 +1,56 @@
 """The backend units carry the device selection the planner chose for an instance on a
-host with several GPUs (rendered with Ansible's templating from the role's defaults)."""
+host with several GPUs. Rendered with Ansible's templating the way a converge renders them:
+the backend role's defaults and vars build the unit entries (``__<role>_units``), and the
+instance_service role's one template writes each unit."""
 
 import os
 
 from ansible.module_utils import serving_plan as sp
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import add_all_plugin_dirs
 from ansible.template import Templar, trust_as_template
 
 ROLES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "roles"))
+UNIT_TEMPLATE = os.path.join(
+    ROLES, "instance_service", "templates", "etc", "systemd", "system", "instance.service.j2"
+)
+# The role's own filters (systemd_quoted, systemd_exec), as a play that includes it finds them.
+add_all_plugin_dirs(os.path.join(ROLES, "instance_service"))
 
 
-def render(role, template, **overrides):
+def _load(loader, *parts):
+    path = os.path.join(ROLES, *parts)
+    data = loader.load_from_file(path) if os.path.exists(path) else {}
+    return {k: trust_as_template(v) if isinstance(v, str) else v for k, v in (data or {}).items()}
+
+
+def render_unit(role, item, **overrides):
+    """The unit file ``role`` writes for the instance plan ``item``."""
     loader = DataLoader()
-    variables = {
-        k: trust_as_template(v) if isinstance(v, str) else v
-        for k, v in loader.load_from_file(os.path.join(ROLES, role, "defaults", "main.yml")).items()
-    }
-    variables.update(ansible_managed="Ansible managed")
+    variables = {}
+    for part in (
+        ("instance_service", "defaults", "main.yml"),
+        (role, "defaults", "main.yml"),
+        (role, "vars", "main.yml"),
+    ):
+        variables.update(_load(loader, *part))
+    variables.update(ansible_managed="Ansible managed", **{f"{role}_instances": [item]})
     variables.update(overrides)
-    with open(os.path.join(ROLES, role, "templates", template), encoding="utf-8") as fh:
-        return Templar(loader=loader, variables=variables).template(trust_as_template(fh.read()))
+    templar = Templar(loader=loader, variables=variables)
+
+    def value(name):
+        return templar.template(trust_as_template("{{ " + name + " }}"))
+
+    units = value(f"__{role}_units")
+    assert [u["name"] for u in units] == [item["name"]]
+    templar.available_variables = dict(
+        variables,
+        item=units[0],
+        instance_service_user=value(f"{role}_user"),
+        instance_service_gpu_vendor=value(f"{role}_gpu_vendor"),
+    )
+    with open(UNIT_TEMPLATE, encoding="utf-8") as fh:
+        return templar.template(trust_as_template(fh.read()))
 
 
 def placed_on_the_second_gpu():
@@ -56,24 +87,16 @@ def placed_on_the_second_gpu():
 
 
 def test_textgen_unit_sets_the_devices_of_its_gpus():
-    unit = render(
-        "textgen_webui",
-        "etc/systemd/system/textgen-instance.service.j2",
-        item=placed_on_the_second_gpu(),
-        textgen_webui_python="/opt/text-generation-webui/installer_files/env/bin/python",
-    )
+    unit = render_unit("textgen_webui", placed_on_the_second_gpu())
     assert 'Environment="CUDA_DEVICE_ORDER=PCI_BUS_ID"\nEnvironment="CUDA_VISIBLE_DEVICES=1"\n' in unit
 
 
 def test_a_unit_without_device_selection_has_no_extra_environment():
     item = dict(placed_on_the_second_gpu(), env={})
-    unit = render(
-        "textgen_webui",
-        "etc/systemd/system/textgen-instance.service.j2",
-        item=item,
-        textgen_webui_python="/opt/text-generation-webui/installer_files/env/bin/python",
+    unit = render_unit("textgen_webui", item)
+    assert (
+        "CUDA_VISIBLE_DEVICES" not in unit and 'Environment="PYTHONDONTWRITEBYTECODE=1"\nExecStart=' in unit
     )
-    assert "CUDA_VISIBLE_DEVICES" not in unit and "Environment=PYTHONDONTWRITEBYTECODE=1\nExecStart=" in unit
 
 
 def test_a_staged_instance_unit_does_not_name_the_store():
@@ -83,17 +106,62 @@ def test_a_staged_instance_unit_does_not_name_the_store():
     staged = dict(
         plan, model="/var/lib/ailab/stage/m.gguf", staged_from="/media/data/models/m.gguf", stage="local"
     )
-    python = {"textgen_webui_python": "/opt/text-generation-webui/installer_files/env/bin/python"}
-    path = "etc/systemd/system/textgen-instance.service.j2"
     store = "ReadOnlyPaths=/media/data/models\n"
-    assert store in render(
-        "textgen_webui", path, item=plan, textgen_webui_store_path="/media/data/models", **python
+    assert store in render_unit("textgen_webui", plan)
+    assert "ReadOnlyPaths" not in render_unit("textgen_webui", staged)
+    llama = {"backend": "llamacpp", "args": ["--model", plan["model"], "--port", "8080"]}
+    assert store in render_unit("llamacpp_server", dict(plan, **llama))
+    assert "ReadOnlyPaths" not in render_unit("llamacpp_server", dict(staged, **llama))
+
+
+def test_every_backend_unit_is_hardened_the_same_way():
+    """One template for the three backends: the same sandbox lines in each unit."""
+    plan = placed_on_the_second_gpu()
+    units = {
+        "textgen_webui": render_unit("textgen_webui", plan, textgen_webui_gpu_vendor="nvidia"),
+        "llamacpp_server": render_unit(
+            "llamacpp_server", dict(plan, args=["--port", "8080"]), llamacpp_server_gpu_vendor="nvidia"
+        ),
+        "ollama": render_unit(
+            "ollama",
+            dict(plan, ollama_model="m", env={"OLLAMA_HOST": "127.0.0.1:11434", "OLLAMA_MODELS": "/srv/m"}),
+            ollama_gpu_vendor="nvidia",
+        ),
+    }
+    for role, unit in units.items():
+        for line in (
+            "NoNewPrivileges=true",
+            "ProtectSystem=strict",
+            "DevicePolicy=closed",
+            "PrivateTmp=true",
+        ):
+            assert f"\n{line}\n" in unit, (role, line)
+        assert "DeviceAllow=char-nvidia-uvm rw" in unit and "SupplementaryGroups=render video" in unit, role
+    assert "ReadWritePaths=/var/lib/ollama-instances/coder /srv/m\n" in units["ollama"]
+    assert "ExecStart=/opt/ollama/0.32.0/bin/ollama serve\n" in units["ollama"]
+
+
+def test_a_cpu_host_unit_opens_no_device_and_joins_no_gpu_group():
+    unit = render_unit("textgen_webui", dict(placed_on_the_second_gpu(), env={}))
+    assert "DeviceAllow" not in unit and "SupplementaryGroups" not in unit and "DevicePolicy=closed" in unit
+
+
+def test_the_llamacpp_unit_passes_the_key_file_only_to_an_instance_with_a_key():
+    plan = dict(placed_on_the_second_gpu(), args=["--model", "/m/a b.gguf", "--port", "8080"])
+    with_key = render_unit("llamacpp_server", plan, llamacpp_server_api_keys={"coder": "k"})
+    assert "--port 8080 --api-key-file /var/lib/llamacpp/coder/api-key\n" in with_key
+    assert "'/m/a b.gguf'" in with_key
+    assert "--api-key-file" not in render_unit("llamacpp_server", plan)
+
+
+def test_environment_values_and_arguments_reach_the_program_as_written():
+    """systemd.syntax(7): a double-quoted word takes C escapes; systemd.unit(5): '%' starts a
+    specifier; systemd.service(5): ExecStart= expands $NAME. Each is escaped in the unit."""
+    plan = dict(
+        placed_on_the_second_gpu(),
+        env={"A": 'say "hi" \\ 100%'},
+        args=["--alias", "50%$HOME"],
     )
-    assert "ReadOnlyPaths" not in render(
-        "textgen_webui", path, item=staged, textgen_webui_store_path="/media/data/models", **python
-    )
-    hardening = {"llamacpp_server_store_path": "/media/data/models", "llamacpp_server_gpu_vendor": "none"}
-    assert store in render(
-        "llamacpp_server", "hardening.j2", item=dict(plan, backend="llamacpp"), **hardening
-    )
-    assert "ReadOnlyPaths" not in render("llamacpp_server", "hardening.j2", item=staged, **hardening)
+    unit = render_unit("llamacpp_server", plan)
+    assert 'Environment="A=say \\"hi\\" \\\\ 100%%"\n' in unit
+    assert "--alias '50%%$$HOME'" in unit

@@ -21,11 +21,8 @@ import re
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TEMPLATES = (
-    "roles/llamacpp_server/templates/hardening.j2",
-    "roles/ollama/templates/etc/systemd/system/ollama-instance.service.j2",
-    "roles/textgen_webui/templates/etc/systemd/system/textgen-instance.service.j2",
-)
+# The one unit template of every backend (the instance_service role).
+TEMPLATES = ("roles/instance_service/templates/etc/systemd/system/instance.service.j2",)
 # What CUDA opens: /dev/nvidiactl and /dev/nvidia0 (major 195), /dev/nvidia-uvm.
 NEEDED = {
     "535": ["nvidia-frontend", "nvidia-uvm"],
