@@ -503,6 +503,8 @@ def test_remove_instance_leaves_others_untouched(lab, tmp_path):
     run = run_playbook("site.yml", inventory=inventory, tags="instances", limit="localcloud")
     assert run.rc == 0, run.failure_messages()
     assert_removed_alone(container, before, "llamacpp-extra.service", 8091)
+    # The directory held only what the role wrote (instance_service's remove.yml).
+    assert host_exec(container, "test", "-e", "/var/lib/llamacpp/extra", check=False).returncode != 0
 
 
 def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, tmp_path):
@@ -519,6 +521,7 @@ def test_instance_deleted_from_the_inventory_is_removed_and_frees_its_port(lab, 
     run = run_playbook("site.yml", tags="instances", limit="localcloud")
     assert run.rc == 0, run.failure_messages()
     assert_removed_alone(container, before, "llamacpp-orphan.service", 8092)
+    assert host_exec(container, "test", "-e", "/var/lib/llamacpp/orphan", check=False).returncode != 0
     assert run_playbook("site.yml", tags="instances", limit="localcloud").changed_tasks() == []
 
 
