@@ -137,6 +137,23 @@ def test_second_converge_changes_nothing(converged_runs):
     assert second.changed_tasks() == []
 
 
+def test_a_converge_asks_each_host_for_its_facts_once(converged_runs):
+    """The preflight gathers what every play needs; the later plays reuse it (ansible.cfg:
+    gathering = smart, memory cache: within this run only)."""
+    gathered: dict = {}
+    for ev in converged_runs["second"].events:
+        data = ev.get("event_data", {})
+        if ev.get("event") == "runner_on_ok" and data.get("task_action") in (
+            "gather_facts",
+            "ansible.builtin.gather_facts",
+            "setup",
+            "ansible.builtin.setup",
+        ):
+            gathered[data["host"]] = gathered.get(data["host"], 0) + 1
+    assert set(gathered) == {"localcloud", "workstation", "amdbox"}, gathered
+    assert all(n == 1 for n in gathered.values()), gathered
+
+
 def test_second_converge_downloads_no_repository_file(converged_runs):
     """A repository entry pinned to a commit, its record and stamps in place, costs no
     network: while the second converge (and the runs beside it) ran, the Hub stand-in
