@@ -64,7 +64,7 @@ def converge(tmp_path):
         )
     )
     (tmp_path / "ansible.cfg").write_text(
-        f"[defaults]\nroles_path = {ROOT}/roles\nfilter_plugins = {ROOT}/plugins/filter\n"
+        f"[defaults]\nroles_path = {ROOT}/roles\nfilter_plugins = {ROOT}/plugins/filter\nlookup_plugins = {ROOT}/plugins/lookup\naction_plugins = {ROOT}/plugins/action\n"
         "stdout_callback = ansible.posix.json\nlocalhost_warning = false\nforks = 10\n"
     )
     # Should check mode ever stop holding the handler back, no initrd of this machine is
