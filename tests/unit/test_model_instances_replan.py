@@ -47,8 +47,9 @@ def test_the_plan_is_reused_only_when_nothing_it_reads_changed(tmp_path):
             {
                 "name": case,
                 "ansible.builtin.set_fact": {
-                    "digests": "{{ digests | default({}) | combine({'%s': __model_instances_inputs_digest}) }}"
-                    % case
+                    "digests": "{{ digests | default({}) | combine({'"
+                    + case
+                    + "': __model_instances_inputs_digest}) }}"
                 },
                 "vars": extra,
             }

@@ -18,11 +18,13 @@ import pytest
 import yaml
 from ansible.module_utils import serving_plan as sp
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import filter_loader
 from ansible.template import Templar, trust_as_template
 from test_serving_plan import gguf
 
 HERE = os.path.dirname(__file__)
 ROLE = os.path.abspath(os.path.join(HERE, "..", "..", "roles", "textgen_webui"))
+filter_loader.add_directory(os.path.abspath(os.path.join(HERE, "..", "..", "plugins", "filter")))
 MIB = 1024 * 1024
 SECRET = "alice:Tr0ub4dor&3"
 
@@ -178,13 +180,24 @@ def tasks(name="main.yml"):
         return {t["name"]: t for t in yaml.safe_load(fh)}
 
 
-def auth_file_content(users):
-    task = tasks()["Write the web UI password file of each instance with ui_auth"]
-    local = {k: trust_as_template(v) for k, v in task["vars"].items()}
-    t = templar(item={"name": "coder"}, textgen_webui_ui_auth={"coder": users}, **local)
-    return t.template(
-        trust_as_template(task["copy" if "copy" in task else "ansible.builtin.copy"]["content"])
+def files(ui_auth, names=("coder",)):
+    """The role's own files of its instances (vars/main.yml), as host_files entries."""
+    t = templar(
+        textgen_webui_instances=[{"name": n} for n in names],
+        textgen_webui_ui_auth=ui_auth,
+        textgen_webui_user="textgen",
+        textgen_webui_instances_dir="/srv/textgen",
     )
+    return t.template(trust_as_template("{{ __textgen_webui_files }}"))
+
+
+def auth_entry(entries, name="coder"):
+    (entry,) = [e for e in entries if e["path"] == f"/srv/textgen/{name}/gradio-auth.txt"]
+    return entry
+
+
+def auth_file_content(users):
+    return auth_entry(files({"coder": users}))["content"]
 
 
 def planned(**kw):
@@ -233,21 +246,20 @@ def test_the_password_file_content_is_the_same_for_the_same_ui_auth_and_changes_
 
 
 def test_the_password_file_is_0600_of_the_service_user_and_never_logged():
-    task = tasks()["Write the web UI password file of each instance with ui_auth"]
-    args = task["ansible.builtin.copy"]
-    assert args["mode"] == "0600"
-    assert args["owner"] == "{{ textgen_webui_user }}" and args["group"] == "{{ textgen_webui_user }}"
-    assert task["no_log"] is True
+    entry = auth_entry(files({"coder": SECRET}))
+    assert entry["mode"] == "0600" and entry["owner"] == "textgen" and entry["group"] == "textgen"
+    # host_files keeps a secret entry's content out of its result and out of --diff.
+    assert entry["secret"] is True
 
 
 def test_a_changed_or_deleted_password_file_restarts_that_instance():
-    record = tasks()["Run each instance's unit, restarting the changed ones"]["vars"][
-        "instance_service_restart"
-    ]
-    assert "__textgen_webui_auth.results" in record and "__textgen_webui_auth_gone.results" in record
-    gone = tasks()["Delete the web UI password file of instances without ui_auth"]
-    assert gone["ansible.builtin.file"]["state"] == "absent"
-    assert "rejectattr('name', 'in', textgen_webui_ui_auth)" in gone["loop"]
+    # host_files returns the tags of the entries that changed; instance_service restarts those instances.
+    entries = files({"coder": SECRET}, names=("coder", "plain"))
+    assert auth_entry(entries)["tag"] == "coder" and auth_entry(entries)["state"] == "file"
+    gone = auth_entry(entries, "plain")
+    assert gone["state"] == "absent" and gone["tag"] == "plain"
+    main = tasks()["Run each instance's unit, restarting the changed ones"]["vars"]
+    assert main["instance_service_files"] == "{{ __textgen_webui_files }}"
 
 
 def test_removing_an_instance_deletes_its_password_file():
