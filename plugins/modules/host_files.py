@@ -54,6 +54,11 @@ options:
       mode:
         description: Mode, as an octal string such as C("0640").
         type: str
+      validate:
+        description: >-
+          A command that checks the new content before it replaces the file, with C(%s) for the
+          path of the temporary file (as M(ansible.builtin.template) takes it); not run in check mode.
+        type: str
       secret:
         description: Keep the content out of C(--diff) and out of what the module returns (keys, passwords).
         type: bool
@@ -171,6 +176,17 @@ def _file(module, entry, diffs):
                 fh.write(want)
             # The new file starts with the wanted owner and mode, before it has any name a reader knows.
             module.set_fs_attributes_if_different(dict(_attrs(module, entry), path=tmp), False)
+            if entry.get("validate"):
+                if "%s" not in entry["validate"]:
+                    module.fail_json(msg=f"{path}: validate must contain %s (the file to check)")
+                rc, out, err = module.run_command(entry["validate"] % tmp)
+                if rc != 0:
+                    module.fail_json(
+                        msg=f"{path}: the new content failed validation ({entry['validate']}), the file is unchanged",
+                        rc=rc,
+                        stdout=out,
+                        stderr=err,
+                    )
             # Same directory: a rename, atomic, that keeps the temporary file's owner and mode.
             os.replace(tmp, path)
         finally:
@@ -228,6 +244,7 @@ def main():
                     "owner": {"type": "str"},
                     "group": {"type": "str"},
                     "mode": {"type": "str"},
+                    "validate": {"type": "str"},
                     "secret": {"type": "bool", "default": False},
                     "tag": {"type": "str"},
                 },

@@ -92,6 +92,17 @@ def test_check_mode_reports_and_changes_nothing(tmp_path, capsys):
     }
 
 
+def test_validate_checks_the_new_content_and_keeps_the_old_file_when_it_fails(tmp_path, capsys):
+    f = tmp_path / "rules"
+    f.write_text("good\n")
+    check = "/bin/grep -q good %s"
+    code, out = run(capsys, [{"path": str(f), "content": "bad\n", "validate": check}])
+    assert code == 1 and "failed validation" in out["msg"] and str(f) in out["msg"]
+    assert f.read_text() == "good\n" and os.listdir(tmp_path) == ["rules"]
+    code, out = run(capsys, [{"path": str(f), "content": "good too\n", "validate": check}])
+    assert code == 0 and out["changed"] and f.read_text() == "good too\n"
+
+
 def test_a_secret_file_has_no_diff(tmp_path, capsys):
     files = [{"path": str(tmp_path / "k"), "content": "sk-0123456789", "secret": True}]
     code, out = run(capsys, files, diff=True)
