@@ -16,9 +16,11 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PLAYBOOK_BIN = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-REBOOT_TASKS = os.path.join(ROOT, "roles", "gpu_driver", "tasks", "reboot.yml")
+# reboot.yml includes reboot_now.yml (the reboot and the second look) only when it reboots.
+REBOOT_TASKS = os.path.join(ROOT, "roles", "gpu_driver", "tasks", "reboot_now.yml")
 HANDLER = "Rebuild initramfs"
-REBOOT = "Reboot the host for the new driver"
+REBOOT = "Reboot once and look again"
+REBOOT_TASK = "Reboot the host for the new driver"
 HOSTS = ("gpu-a", "gpu-b")
 
 pytestmark = pytest.mark.skipif(
@@ -123,6 +125,6 @@ def _find(tasks, name):
 def test_the_hosts_reboot_one_at_a_time():
     with open(REBOOT_TASKS, encoding="utf-8") as fh:
         tasks = yaml.safe_load(fh)
-    reboot = _find(tasks, REBOOT)
+    reboot = _find(tasks, REBOOT_TASK)
     assert reboot is not None and "ansible.builtin.reboot" in reboot
     assert reboot.get("throttle") == 1
