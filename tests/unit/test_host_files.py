@@ -8,15 +8,13 @@ ansible.builtin.template does (the test compares the two byte for byte).
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import host_files
 import pytest
+from local_play import run_local
 from module_run import run_main
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
 def run(capsys, files, check_mode=False, diff=False):
@@ -161,30 +159,7 @@ def test_the_action_plugin_renders_like_the_template_module(tmp_path):
     - ansible.builtin.assert: {{that: ["r.changed_tags == ['t']"]}}
 """
     )
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
-    env.update(
-        ANSIBLE_LIBRARY=os.path.join(ROOT, "plugins", "modules"),
-        ANSIBLE_ACTION_PLUGINS=os.path.join(ROOT, "plugins", "action"),
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
-    proc = subprocess.run(
-        [
-            PLAYBOOK,
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "p.yml",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_local(tmp_path, hosts="localhost,")
     by_template = (tmp_path / "out" / "by-template").read_bytes()
     assert by_template == (tmp_path / "out" / "by-host-files").read_bytes()
     assert by_template.endswith(b"end 7\n")

@@ -6,11 +6,10 @@ the inputs, role defaults and inventory values both count, and a value that diff
 """
 
 import os
-import subprocess
-import sys
+
+from local_play import run_local
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
 def test_the_digest_follows_the_documented_inputs(tmp_path):
@@ -49,18 +48,4 @@ def test_the_digest_follows_the_documented_inputs(tmp_path):
           - digests[0] not in digests[2:5]
 """
     )
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
-    env.update(
-        ANSIBLE_LOOKUP_PLUGINS=os.path.join(ROOT, "plugins", "lookup"),
-        ANSIBLE_ROLES_PATH=str(tmp_path / "roles"),
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
-    proc = subprocess.run(
-        [PLAYBOOK, "-i", "localhost,", "-c", "local", "p.yml"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_local(tmp_path, hosts="localhost,", ANSIBLE_ROLES_PATH=str(tmp_path / "roles"))

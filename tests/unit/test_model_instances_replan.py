@@ -10,11 +10,10 @@ The digest is roles/model_instances/vars/main.yml's, rendered by a real ansible-
 
 import json
 import os
-import subprocess
-import sys
+
+from local_play import run_local
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 ROLE = os.path.join(ROOT, "roles", "model_instances")
 
 CASES = {
@@ -80,30 +79,7 @@ def test_the_plan_is_reused_only_when_nothing_it_reads_changed(tmp_path):
         }
     ]
     (tmp_path / "p.yml").write_text(json.dumps(play))
-    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
-    env.update(
-        ANSIBLE_LOOKUP_PLUGINS=os.path.join(ROOT, "plugins", "lookup"),
-        ANSIBLE_FILTER_PLUGINS=os.path.join(ROOT, "plugins", "filter"),
-        ANSIBLE_LOCALHOST_WARNING="false",
-    )
-    proc = subprocess.run(
-        [
-            PLAYBOOK,
-            "-i",
-            "localhost,store,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "p.yml",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_local(tmp_path, hosts="localhost,store,")
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["preflight"] == d["role"] == d["driver_same"]
     changed = [
