@@ -14,8 +14,6 @@ import pytest
 from local_play import run_local
 from module_run import run_main
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
 
 def run(capsys, files, check_mode=False, diff=False):
     args = {"files": files}

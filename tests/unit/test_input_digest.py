@@ -5,11 +5,7 @@ the inputs, role defaults and inventory values both count, and a value that diff
 (or an `extra` one) gives another digest.
 """
 
-import os
-
 from local_play import run_local
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def test_the_digest_follows_the_documented_inputs(tmp_path):
